@@ -1,0 +1,170 @@
+//! `POST /api/events` and `POST /api/events/batch`.
+//!
+//! The routing shard parses and validates, gives every event its id, and encodes the
+//! events into one `EventBatch` per owning shard. Local events are applied in place;
+//! each other shard gets one message per request, never one per event. The response
+//! goes out only after every owning shard has applied its part (read your writes).
+
+use uuid::Uuid;
+
+use super::Request;
+use crate::event::EventBatch;
+use crate::http::respond;
+use crate::ingest::decode::{DecodeError, EventRef};
+use crate::json;
+use crate::limits::BATCH_EVENTS_MAX;
+use crate::shard::{Shard, ShardId};
+use crate::time;
+
+/// Generates a UUIDv7 (time-ordered) into `buf` unless the client sent an id, and
+/// returns the id to report.
+#[inline]
+fn event_id<'a>(ev: &'a EventRef<'_>, buf: &'a mut [u8; 36]) -> &'a [u8] {
+    match ev.event_id {
+        Some(id) => id.as_bytes(),
+        None => Uuid::now_v7().hyphenated().encode_lower(buf).as_bytes(),
+    }
+}
+
+/// `{"eventId":"…","stream":"…"}`
+#[inline]
+fn write_ack(out: &mut Vec<u8>, event_id: &[u8], stream: &str) {
+    out.extend_from_slice(b"{\"eventId\":");
+    json::write_str(out, event_id);
+    out.extend_from_slice(b",\"stream\":");
+    json::write_str(out, stream.as_bytes());
+    out.push(b'}');
+}
+
+fn decode_error_message(e: &DecodeError) -> &str {
+    match e {
+        DecodeError::InvalidJson(m) | DecodeError::Invalid(m) => m,
+    }
+}
+
+pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    body.clear();
+    let now = time::now_ms();
+    let mut batch = EventBatch::default();
+    let decoded = shard.decoder.borrow_mut().decode_single(req.body, |ev| {
+        let mut id_buf = [0u8; 36];
+        let id = event_id(ev, &mut id_buf);
+        write_ack(body, id, ev.stream);
+        batch.buf.reserve(req.body.len() + 64);
+        batch.push_event(ev, id, ev.timestamp_ms.unwrap_or(now));
+        shard.owner(ev.entity_id.as_bytes())
+    });
+    let owner = match decoded {
+        Ok(owner) => owner,
+        Err(e) => {
+            respond::error(out, 400, req.persist, b"", decode_error_message(&e));
+            return;
+        }
+    };
+    if owner == shard.id {
+        shard.apply_local(&mut batch);
+    } else {
+        let applied = match shard.mesh.send_apply(owner, batch).await {
+            Ok(rx) => rx.await.is_ok(),
+            Err(_) => false,
+        };
+        if !applied {
+            super::unavailable(out);
+            return;
+        }
+    }
+    respond::json(out, 200, req.persist, b"", body);
+}
+
+pub async fn post_batch(
+    shard: &Shard,
+    req: &Request<'_>,
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    results: &mut Vec<u8>,
+) {
+    let now = time::now_ms();
+    let mut batches: Vec<EventBatch> = (0..shard.count).map(|_| EventBatch::default()).collect();
+    results.clear();
+    let mut failed = 0usize;
+    let mut first_error: Option<String> = None;
+    let decoded = shard.decoder.borrow_mut().decode_batch(req.body, |idx, ev| {
+        if idx > 0 {
+            results.push(b',');
+        }
+        match ev {
+            Ok(ev) => {
+                let mut id_buf = [0u8; 36];
+                let id = event_id(ev, &mut id_buf);
+                write_ack(results, id, ev.stream);
+                let owner = shard.owner(ev.entity_id.as_bytes());
+                batches[owner.index()].push_event(ev, id, ev.timestamp_ms.unwrap_or(now));
+            }
+            Err(msg) => {
+                failed += 1;
+                json::write_error(results, msg);
+                if first_error.is_none() {
+                    first_error = Some(format!("event {idx}: {msg}"));
+                }
+            }
+        }
+    });
+    let total = match decoded {
+        Ok(n) => n,
+        Err(e) => {
+            respond::error(out, 400, req.persist, b"", decode_error_message(&e));
+            return;
+        }
+    };
+    if total > BATCH_EVENTS_MAX {
+        respond::error(out, 400, req.persist, b"", "too many events in one batch (at most 100000)");
+        return;
+    }
+    body.clear();
+    if failed > 0 {
+        let msg = format!(
+            "{failed} of {total} events are invalid, nothing was applied; first: {}",
+            first_error.as_deref().unwrap_or("")
+        );
+        body.extend_from_slice(b"{\"error\":");
+        json::write_str(body, msg.as_bytes());
+        body.extend_from_slice(b",\"successful\":0,\"failed\":");
+        json::write_u64(body, failed as u64);
+        body.extend_from_slice(b",\"results\":[");
+        body.extend_from_slice(results);
+        body.extend_from_slice(b"]}");
+        respond::json(out, 400, req.persist, b"", body);
+        return;
+    }
+
+    // Ship every remote part first, then apply the local one, then wait for all.
+    let mut pending = Vec::new();
+    let mut ok = true;
+    for (i, batch) in batches.iter_mut().enumerate() {
+        let to = ShardId(i as u16);
+        if to == shard.id || batch.is_empty() {
+            continue;
+        }
+        match shard.mesh.send_apply(to, std::mem::take(batch)).await {
+            Ok(rx) => pending.push(rx),
+            Err(_) => ok = false,
+        }
+    }
+    let local = &mut batches[shard.id.index()];
+    if !local.is_empty() {
+        shard.apply_local(local);
+    }
+    for rx in pending {
+        ok &= rx.await.is_ok();
+    }
+    if !ok {
+        super::unavailable(out);
+        return;
+    }
+    body.extend_from_slice(b"{\"successful\":");
+    json::write_u64(body, total as u64);
+    body.extend_from_slice(b",\"failed\":0,\"results\":[");
+    body.extend_from_slice(results);
+    body.extend_from_slice(b"]}");
+    respond::json(out, 200, req.persist, b"", body);
+}

@@ -1,0 +1,179 @@
+//! `GET /api/state/entities`: a listing merged from every shard in id order and
+//! streamed, so that its memory is bounded by shards × one page whatever its size.
+
+use std::io;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use crate::http::query::{percent_decode, query_pairs};
+use crate::http::respond::{self, Persist};
+use crate::limits::{LIST_PAGE_BYTES, LIST_PAGE_ENTITIES, WRITE_FLUSH_BYTES};
+use crate::shard::{Shard, ShardId};
+use crate::state::{Page, PageQuery};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Effective id prefix (`prefix` and `namespace/` combined).
+    pub prefix: Vec<u8>,
+    /// Only ids strictly greater than this.
+    pub after: Option<Vec<u8>>,
+    pub limit: Option<usize>,
+    /// `prefix` and `namespace` contradict each other: the answer is `[]`.
+    pub empty: bool,
+}
+
+impl ListQuery {
+    pub fn parse(query: Option<&[u8]>) -> Result<Self, &'static str> {
+        let mut q = ListQuery::default();
+        let mut prefix: Option<Vec<u8>> = None;
+        let mut namespace: Option<Vec<u8>> = None;
+        for (k, v) in query_pairs(query.unwrap_or(b"")) {
+            let mut val = Vec::new();
+            percent_decode(v, true, &mut val).map_err(|_| "invalid percent-encoding in the query")?;
+            match k {
+                b"prefix" => prefix = Some(val),
+                b"namespace" => namespace = Some(val),
+                b"after" => q.after = Some(val),
+                b"limit" => {
+                    let s = std::str::from_utf8(&val).map_err(|_| "limit must be an integer")?;
+                    q.limit = Some(s.parse().map_err(|_| "limit must be a non-negative integer")?);
+                }
+                _ => {}
+            }
+        }
+        let prefix = prefix.unwrap_or_default();
+        match namespace {
+            None => q.prefix = prefix,
+            Some(mut ns) => {
+                ns.push(b'/');
+                if prefix.starts_with(&ns) {
+                    q.prefix = prefix;
+                } else if ns.starts_with(&prefix) {
+                    q.prefix = ns;
+                } else {
+                    q.empty = true;
+                }
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// One shard's position in the merge.
+struct Cursor {
+    shard: ShardId,
+    page: Page,
+    pos: usize,
+}
+
+impl Cursor {
+    fn current(&self) -> Option<&[u8]> {
+        (self.pos < self.page.len()).then(|| self.page.item(self.pos).0)
+    }
+}
+
+fn page_query(q: &ListQuery, after: Option<Vec<u8>>, remaining: usize) -> PageQuery {
+    PageQuery {
+        prefix: q.prefix.clone(),
+        after,
+        max_entities: remaining.clamp(1, LIST_PAGE_ENTITIES),
+        max_bytes: LIST_PAGE_BYTES,
+    }
+}
+
+/// Writes the whole listing to `stream`, flushing every `WRITE_FLUSH_BYTES`.
+pub async fn stream(
+    shard: &Shard,
+    q: ListQuery,
+    persist: Persist,
+    http10: bool,
+    out: &mut Vec<u8>,
+    stream: &mut TcpStream,
+) -> io::Result<()> {
+    let unavailable = || io::Error::other("a shard is unavailable");
+    let chunked = !http10;
+    let mut remaining = q.limit.unwrap_or(usize::MAX);
+    respond::stream_head(out, persist, http10);
+    let mut body = Vec::with_capacity(WRITE_FLUSH_BYTES + LIST_PAGE_BYTES);
+    body.push(b'[');
+
+    let mut cursors = Vec::with_capacity(shard.count);
+    if !q.empty && remaining > 0 {
+        for i in 0..shard.count {
+            let mut c = Cursor { shard: ShardId(i as u16), page: Page::default(), pos: 0 };
+            shard
+                .page(c.shard, page_query(&q, q.after.clone(), remaining), &mut c.page)
+                .await
+                .map_err(|_| unavailable())?;
+            cursors.push(c);
+        }
+    }
+    let mut first = true;
+    while remaining > 0 {
+        // Shards own disjoint ids, so the smallest current id is unique.
+        let mut best: Option<usize> = None;
+        for (i, c) in cursors.iter().enumerate() {
+            if let Some(id) = c.current() {
+                if best.is_none_or(|b| id < cursors[b].current().unwrap_or_default()) {
+                    best = Some(i);
+                }
+            }
+        }
+        let Some(b) = best else { break };
+        let c = &mut cursors[b];
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        body.extend_from_slice(c.page.item(c.pos).1);
+        c.pos += 1;
+        remaining -= 1;
+        if c.pos == c.page.len() && c.page.more && remaining > 0 {
+            let after = c.page.last_id().map(<[u8]>::to_vec);
+            let from = c.shard;
+            shard
+                .page(from, page_query(&q, after, remaining), &mut c.page)
+                .await
+                .map_err(|_| unavailable())?;
+            c.pos = 0;
+        }
+        if body.len() >= WRITE_FLUSH_BYTES {
+            respond::chunk(out, &body, chunked);
+            body.clear();
+            stream.write_all(out).await?;
+            out.clear();
+        }
+    }
+    body.push(b']');
+    respond::chunk(out, &body, chunked);
+    respond::last_chunk(out, chunked);
+    stream.write_all(out).await?;
+    out.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_query() {
+        let q = ListQuery::parse(Some(b"prefix=host-&limit=10&after=host-3")).unwrap();
+        assert_eq!(q.prefix, b"host-");
+        assert_eq!(q.limit, Some(10));
+        assert_eq!(q.after.as_deref(), Some(&b"host-3"[..]));
+        assert_eq!(ListQuery::parse(None).unwrap(), ListQuery::default());
+        assert!(ListQuery::parse(Some(b"limit=-1")).is_err());
+        assert!(ListQuery::parse(Some(b"limit=x")).is_err());
+        assert_eq!(ListQuery::parse(Some(b"prefix=a%2Fb+c")).unwrap().prefix, b"a/b c");
+    }
+
+    #[test]
+    fn namespace_combines_with_prefix() {
+        assert_eq!(ListQuery::parse(Some(b"namespace=ns")).unwrap().prefix, b"ns/");
+        assert_eq!(ListQuery::parse(Some(b"namespace=ns&prefix=ns/x")).unwrap().prefix, b"ns/x");
+        assert_eq!(ListQuery::parse(Some(b"namespace=ns&prefix=n")).unwrap().prefix, b"ns/");
+        assert!(ListQuery::parse(Some(b"namespace=ns&prefix=other")).unwrap().empty);
+    }
+}

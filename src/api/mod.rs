@@ -1,0 +1,81 @@
+//! Endpoint handlers. A handler gets the parsed request and queues its response into
+//! the connection's output buffer; only listings stream (see `list`).
+
+pub mod entities;
+pub mod events;
+pub mod list;
+
+use crate::http::respond::{self, Persist};
+use crate::http::route::{Endpoint, Route};
+use crate::shard::Shard;
+
+/// A request as handlers see it; everything borrows from the connection's buffers.
+pub struct Request<'a> {
+    pub route: Route,
+    /// Percent-decoded path.
+    pub path: &'a [u8],
+    /// Raw query string (without `?`).
+    pub query: Option<&'a [u8]>,
+    pub body: &'a [u8],
+    pub persist: Persist,
+    pub http10: bool,
+}
+
+/// What the connection does after the handler returns.
+pub enum Reply {
+    /// The response is queued in the output buffer.
+    Done,
+    /// A listing to stream to the socket.
+    Stream(list::ListQuery),
+}
+
+pub async fn dispatch(
+    shard: &Shard,
+    req: &Request<'_>,
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    results: &mut Vec<u8>,
+) -> Reply {
+    let endpoint = match req.route {
+        Route::Found(e) => e,
+        Route::MethodNotAllowed(allow) => {
+            respond::error(out, 405, req.persist, allow, "method not allowed");
+            return Reply::Done;
+        }
+        Route::NotFound => {
+            respond::error(out, 404, req.persist, b"", "not found");
+            return Reply::Done;
+        }
+    };
+    match endpoint {
+        Endpoint::Health => {
+            respond::json(out, 200, req.persist, b"", b"{\"status\":\"ok\"}");
+            Reply::Done
+        }
+        Endpoint::PostEvent => {
+            events::post_event(shard, req, out, body).await;
+            Reply::Done
+        }
+        Endpoint::PostBatch => {
+            events::post_batch(shard, req, out, body, results).await;
+            Reply::Done
+        }
+        Endpoint::GetEntity => {
+            entities::get_entity(shard, req, out, body).await;
+            Reply::Done
+        }
+        Endpoint::ListEntities => match list::ListQuery::parse(req.query) {
+            Ok(q) => Reply::Stream(q),
+            Err(msg) => {
+                respond::error(out, 400, req.persist, b"", msg);
+                Reply::Done
+            }
+        },
+    }
+}
+
+/// 503 for a shard that is going away mid-request.
+#[cold]
+pub fn unavailable(out: &mut Vec<u8>) {
+    respond::error(out, 503, Persist::Close, b"Retry-After: 1\r\n", "shutting down");
+}

@@ -1,0 +1,227 @@
+//! Server configuration: every setting is an environment variable and an equal
+//! command-line flag (a flag wins over the environment). `flux --help` lists them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::limits;
+
+/// Durability mode of the log (`FLUX_SYNC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    Always,
+    Interval { ms: u64 },
+    None,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(SyncMode::Always),
+            "none" => Ok(SyncMode::None),
+            _ => match s.strip_prefix("interval:").map(str::parse::<u64>) {
+                Some(Ok(ms)) if (1..=60_000).contains(&ms) => Ok(SyncMode::Interval { ms }),
+                _ => Err(format!(
+                    "invalid FLUX_SYNC {s:?}: expected always, none or interval:<ms> with 1..=60000 ms"
+                )),
+            },
+        }
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("expected true or false, got {s:?}")),
+    }
+}
+
+fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let bad = || format!("invalid CPU list {s:?}: expected e.g. 0,2-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if cpus.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    Ok(cpus)
+}
+
+/// Flux: an event-sourced entity state server.
+///
+/// Producers POST events that merge properties into entities; consumers read the latest
+/// state over HTTP. Every option is also an environment variable (shown in brackets);
+/// a flag wins over its variable.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "flux", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on. Default 0.0.0.0:3000; when unset, `PORT` picks the port.
+    #[arg(long = "listen", env = "FLUX_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Port to listen on (all interfaces) when FLUX_LISTEN is not set.
+    #[arg(long = "port", env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Data directory; each shard keeps its files under it.
+    #[arg(long = "data-dir", env = "FLUX_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Number of shards (one pinned glommio executor each). Default: one per online CPU.
+    #[arg(long = "shards", env = "FLUX_SHARDS")]
+    pub shards: Option<usize>,
+
+    /// CPUs to pin shards to, e.g. `0` or `0,2-3`; shard i runs on the (i mod len)-th.
+    /// Default: all online CPUs in order.
+    #[arg(long = "cpus", env = "FLUX_CPUS", value_parser = parse_cpus)]
+    pub cpus: Option<Vec<usize>>,
+
+    /// Namespaces and bearer tokens (not built yet: startup refuses when true).
+    #[arg(long = "auth-enabled", env = "FLUX_AUTH_ENABLED", value_parser = parse_bool, default_value = "false")]
+    pub auth_enabled: bool,
+
+    /// Admin bearer token for auth mode (at least 32 characters).
+    #[arg(long = "admin-token", env = "FLUX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// In auth mode, let anyone read and subscribe.
+    #[arg(long = "public-reads", env = "FLUX_PUBLIC_READS", value_parser = parse_bool, default_value = "false")]
+    pub public_reads: bool,
+
+    /// Durability mode: always | interval:<ms> | none (takes effect with the log).
+    #[arg(long = "sync", env = "FLUX_SYNC", default_value = "interval:100")]
+    pub sync: SyncMode,
+
+    /// Largest body of POST /api/events in bytes (413 above).
+    #[arg(long = "body-limit-single-bytes", env = "FLUX_BODY_LIMIT_SINGLE_BYTES", default_value_t = limits::BODY_SINGLE_BYTES_MAX)]
+    pub body_limit_single_bytes: usize,
+
+    /// Largest body of POST /api/events/batch in bytes (413 above).
+    #[arg(long = "body-limit-batch-bytes", env = "FLUX_BODY_LIMIT_BATCH_BYTES", default_value_t = limits::BODY_BATCH_BYTES_MAX)]
+    pub body_limit_batch_bytes: usize,
+
+    /// Open connections per shard; past it new connections get 503 and are closed.
+    #[arg(long = "max-connections-per-shard", env = "FLUX_MAX_CONNECTIONS_PER_SHARD", default_value_t = limits::CONNECTIONS_PER_SHARD_MAX)]
+    pub max_connections_per_shard: usize,
+
+    /// Milliseconds allowed to send a request head (408 and close after).
+    #[arg(long = "header-timeout-ms", env = "FLUX_HEADER_TIMEOUT_MS", default_value_t = limits::HEADER_READ_TIMEOUT_MS)]
+    pub header_timeout_ms: u64,
+
+    /// Milliseconds allowed for a request body once its head has arrived (408 after).
+    #[arg(long = "body-timeout-ms", env = "FLUX_BODY_TIMEOUT_MS", default_value_t = limits::BODY_READ_TIMEOUT_MS)]
+    pub body_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive connection may sit idle before it is closed.
+    #[arg(long = "idle-timeout-ms", env = "FLUX_IDLE_TIMEOUT_MS", default_value_t = limits::IDLE_TIMEOUT_MS)]
+    pub idle_timeout_ms: u64,
+
+    /// Memory each shard's io_uring registers (locked), in KiB. All shards together
+    /// must fit `ulimit -l` (see tuning.md).
+    #[arg(long = "io-memory-kib", env = "FLUX_IO_MEMORY_KIB", default_value_t = 512)]
+    pub io_memory_kib: usize,
+
+    /// Milliseconds a shutdown waits for open requests before exiting.
+    #[arg(long = "shutdown-grace-ms", env = "FLUX_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Config {
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], self.port)))
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(online_cpus)
+    }
+
+    /// CPU for shard `i`.
+    pub fn cpu_for(&self, i: usize) -> usize {
+        match &self.cpus {
+            Some(list) => list[i % list.len()],
+            None => i % online_cpus(),
+        }
+    }
+
+    /// Checks relations between settings; the message is printed as is.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.shard_count();
+        if n == 0 || n > limits::SHARDS_MAX {
+            return Err(format!("FLUX_SHARDS must be 1..={}, got {n}", limits::SHARDS_MAX));
+        }
+        if self.auth_enabled {
+            return Err("FLUX_AUTH_ENABLED=true: auth mode is not available in this build yet; \
+                        start without it"
+                .into());
+        }
+        if self.body_limit_single_bytes == 0 || self.body_limit_batch_bytes == 0 {
+            return Err("body limits must be at least 1 byte".into());
+        }
+        if self.max_connections_per_shard == 0 {
+            return Err("FLUX_MAX_CONNECTIONS_PER_SHARD must be at least 1".into());
+        }
+        if self.io_memory_kib < 64 {
+            return Err("FLUX_IO_MEMORY_KIB must be at least 64".into());
+        }
+        Ok(())
+    }
+}
+
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("flux").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn sync_modes() {
+        assert_eq!("always".parse::<SyncMode>(), Ok(SyncMode::Always));
+        assert_eq!("none".parse::<SyncMode>(), Ok(SyncMode::None));
+        assert_eq!("interval:50".parse::<SyncMode>(), Ok(SyncMode::Interval { ms: 50 }));
+        assert!("interval:0".parse::<SyncMode>().is_err());
+        assert!("sometimes".parse::<SyncMode>().is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = parse(&["--listen", "127.0.0.1:0", "--shards", "3", "--cpus", "0,2-3"]).unwrap();
+        assert_eq!(c.listen_addr().to_string(), "127.0.0.1:0");
+        assert_eq!(c.shard_count(), 3);
+        assert_eq!(c.cpus.as_deref(), Some(&[0, 2, 3][..]));
+        assert_eq!(c.cpu_for(4), 2);
+        assert!(parse(&["--cpus", "3-1"]).is_err());
+        assert!(parse(&["--auth-enabled", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn port_is_used_without_listen() {
+        let c = parse(&["--port", "4000"]).unwrap();
+        assert_eq!(c.listen_addr().to_string(), "0.0.0.0:4000");
+    }
+
+    #[test]
+    fn validate_rejects_zero_shards() {
+        let c = parse(&["--shards", "0"]).unwrap();
+        assert!(c.validate().is_err());
+    }
+}

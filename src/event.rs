@@ -1,0 +1,324 @@
+//! The binary form of an event on its way from the routing shard to the owning shard.
+//!
+//! A request's events are encoded once, by the shard that parsed them, into one
+//! [`EventBatch`] per owning shard: a single `Vec<u8>` that crosses the channel mesh
+//! whole (never one message per event) and that the owning shard applies, and later
+//! logs, without re-parsing JSON.
+//!
+//! Record layout (all integers little endian):
+//!
+//! ```text
+//! +--------+------+-----------+--------------+-----+----------+-----+--------+-----+--------+
+//! | len u32| kind | ingest_ms | timestamp_ms | idl | event_id | stl | stream | sol | source |
+//! |        | u8   | u64       | u64          | u8  | idl B    | u8  | stl B  | u8  | sol B  |
+//! +--------+------+-----------+--------------+-----+----------+-----+--------+-----+--------+
+//! | keyl u32 | key (raw JSON) | schl u32 | schema (raw JSON) | entl u16 | entity_id |
+//! | propl u32 | properties: repeated [kl u16][vl u32][key kl B][value vl B]           |
+//! +-------------------------------------------------------------------------------------+
+//! ```
+//!
+//! `len` counts the whole record including itself. `kind` is 1 for an event, 2 for a
+//! tombstone (which has no properties). A length of 0 for key/schema means absent (raw
+//! JSON text is never empty). `ingest_ms` is 0 until the owning shard stamps it when it
+//! applies the record. Property values are the raw JSON text the client sent.
+
+use crate::ingest::decode::EventRef;
+
+pub const KIND_EVENT: u8 = 1;
+pub const KIND_TOMBSTONE: u8 = 2;
+
+const OFF_KIND: usize = 4;
+const OFF_INGEST: usize = 5;
+const OFF_TIMESTAMP: usize = 13;
+const OFF_VAR: usize = 21;
+
+/// Encoded records bound for one shard.
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    pub buf: Vec<u8>,
+    pub count: u32,
+}
+
+/// Appends one property entry in the property-list format shared with the state store.
+#[inline]
+pub fn push_property(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    debug_assert!(key.len() <= u16::MAX as usize);
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+}
+
+/// Iterates `(key, raw value)` pairs of a property list. The list is produced by this
+/// process (never read from a client), so a malformed one is a bug: iteration stops.
+pub struct Properties<'a>(pub &'a [u8]);
+
+impl<'a> Iterator for Properties<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.0;
+        if b.len() < 6 {
+            debug_assert!(b.is_empty(), "truncated property list");
+            return None;
+        }
+        let kl = u16::from_le_bytes([b[0], b[1]]) as usize;
+        let vl = u32::from_le_bytes([b[2], b[3], b[4], b[5]]) as usize;
+        let end = 6 + kl + vl;
+        if b.len() < end {
+            debug_assert!(false, "truncated property list");
+            self.0 = &[];
+            return None;
+        }
+        self.0 = &b[end..];
+        Some((&b[6..6 + kl], &b[6 + kl..end]))
+    }
+}
+
+impl EventBatch {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends a validated event. `event_id` is the id the response will report.
+    pub fn push_event(&mut self, ev: &EventRef<'_>, event_id: &[u8], timestamp_ms: u64) {
+        let b = &mut self.buf;
+        let start = b.len();
+        b.extend_from_slice(&[0; 4]);
+        b.push(KIND_EVENT);
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&timestamp_ms.to_le_bytes());
+        push_u8_str(b, event_id);
+        push_u8_str(b, ev.stream.as_bytes());
+        push_u8_str(b, ev.source.as_bytes());
+        push_u32_bytes(b, ev.key.unwrap_or(b""));
+        push_u32_bytes(b, ev.schema.unwrap_or(b""));
+        b.extend_from_slice(&(ev.entity_id.len() as u16).to_le_bytes());
+        b.extend_from_slice(ev.entity_id.as_bytes());
+        let props_at = b.len();
+        b.extend_from_slice(&[0; 4]);
+        for p in ev.properties {
+            push_property(b, p.key.as_bytes(), p.value);
+        }
+        let props_len = (b.len() - props_at - 4) as u32;
+        b[props_at..props_at + 4].copy_from_slice(&props_len.to_le_bytes());
+        let len = (b.len() - start) as u32;
+        b[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.count += 1;
+    }
+
+    /// Appends a tombstone for `entity_id`.
+    pub fn push_tombstone(&mut self, entity_id: &[u8], event_id: &[u8], now_ms: u64) {
+        let b = &mut self.buf;
+        let start = b.len();
+        b.extend_from_slice(&[0; 4]);
+        b.push(KIND_TOMBSTONE);
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&now_ms.to_le_bytes());
+        push_u8_str(b, event_id);
+        push_u8_str(b, b"");
+        push_u8_str(b, b"");
+        push_u32_bytes(b, b"");
+        push_u32_bytes(b, b"");
+        b.extend_from_slice(&(entity_id.len() as u16).to_le_bytes());
+        b.extend_from_slice(entity_id);
+        b.extend_from_slice(&0u32.to_le_bytes());
+        let len = (b.len() - start) as u32;
+        b[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.count += 1;
+    }
+
+    /// Writes `ingest_ms` into every record; done by the owning shard as it applies.
+    pub fn stamp_ingest(&mut self, ingest_ms: u64) {
+        let mut off = 0;
+        while off + OFF_VAR <= self.buf.len() {
+            let len = read_u32(&self.buf, off) as usize;
+            self.buf[off + OFF_INGEST..off + OFF_INGEST + 8].copy_from_slice(&ingest_ms.to_le_bytes());
+            off += len;
+        }
+    }
+
+    pub fn records(&self) -> Records<'_> {
+        Records(&self.buf)
+    }
+}
+
+#[inline]
+fn push_u8_str(b: &mut Vec<u8>, s: &[u8]) {
+    debug_assert!(s.len() <= u8::MAX as usize);
+    b.push(s.len() as u8);
+    b.extend_from_slice(s);
+}
+
+#[inline]
+fn push_u32_bytes(b: &mut Vec<u8>, s: &[u8]) {
+    b.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    b.extend_from_slice(s);
+}
+
+#[inline]
+fn read_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+#[inline]
+fn read_u64(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// A decoded view of one record.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub kind: u8,
+    pub ingest_ms: u64,
+    pub timestamp_ms: u64,
+    pub event_id: &'a [u8],
+    pub stream: &'a [u8],
+    pub source: &'a [u8],
+    pub key: Option<&'a [u8]>,
+    pub schema: Option<&'a [u8]>,
+    pub entity_id: &'a [u8],
+    /// Property list (see [`Properties`]).
+    pub properties: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// Decodes the record at the start of `b`; `None` if it is malformed (bounds are
+    /// checked on every field, so a corrupt buffer can never read out of range).
+    pub fn parse(b: &'a [u8]) -> Option<(Record<'a>, usize)> {
+        if b.len() < OFF_VAR {
+            return None;
+        }
+        let len = read_u32(b, 0) as usize;
+        if len < OFF_VAR || len > b.len() {
+            return None;
+        }
+        let rec = &b[..len];
+        let mut off = OFF_VAR;
+        let mut take = |n: usize| -> Option<&'a [u8]> {
+            let s = rec.get(off..off + n)?;
+            off += n;
+            Some(s)
+        };
+        let idl = take(1)?[0] as usize;
+        let event_id = take(idl)?;
+        let stl = take(1)?[0] as usize;
+        let stream = take(stl)?;
+        let sol = take(1)?[0] as usize;
+        let source = take(sol)?;
+        let kl = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        let key = take(kl)?;
+        let scl = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        let schema = take(scl)?;
+        let el = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+        let entity_id = take(el)?;
+        let pl = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        let properties = take(pl)?;
+        if off != len {
+            return None;
+        }
+        Some((
+            Record {
+                kind: rec[OFF_KIND],
+                ingest_ms: read_u64(rec, OFF_INGEST),
+                timestamp_ms: read_u64(rec, OFF_TIMESTAMP),
+                event_id,
+                stream,
+                source,
+                key: (!key.is_empty()).then_some(key),
+                schema: (!schema.is_empty()).then_some(schema),
+                entity_id,
+                properties,
+            },
+            len,
+        ))
+    }
+}
+
+/// Iterates the records of a batch.
+pub struct Records<'a>(&'a [u8]);
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+    #[inline]
+    fn next(&mut self) -> Option<Record<'a>> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match Record::parse(self.0) {
+            Some((r, len)) => {
+                self.0 = &self.0[len..];
+                Some(r)
+            }
+            None => {
+                debug_assert!(false, "malformed record in an in-memory batch");
+                self.0 = &[];
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::decode::Property;
+
+    #[test]
+    fn event_round_trip() {
+        let props = [
+            Property { key: "temp", value: b"22.50" },
+            Property { key: "unit", value: b"\"c\"" },
+        ];
+        let ev = EventRef {
+            event_id: None,
+            stream: "sensors",
+            source: "agent",
+            timestamp_ms: Some(5),
+            key: Some(b"\"k\""),
+            schema: None,
+            entity_id: "e-1",
+            properties: &props,
+        };
+        let mut batch = EventBatch::default();
+        batch.push_event(&ev, b"id-1", 5);
+        batch.push_tombstone(b"e-2", b"id-2", 9);
+        batch.stamp_ingest(77);
+        let recs: Vec<Record> = batch.records().collect();
+        assert_eq!(recs.len(), 2);
+        let r = recs[0];
+        assert_eq!(r.kind, KIND_EVENT);
+        assert_eq!((r.ingest_ms, r.timestamp_ms), (77, 5));
+        assert_eq!((r.event_id, r.stream, r.source), (&b"id-1"[..], &b"sensors"[..], &b"agent"[..]));
+        assert_eq!((r.key, r.schema), (Some(&b"\"k\""[..]), None));
+        assert_eq!(r.entity_id, b"e-1");
+        let p: Vec<_> = Properties(r.properties).collect();
+        assert_eq!(p, vec![(&b"temp"[..], &b"22.50"[..]), (&b"unit"[..], &b"\"c\""[..])]);
+        assert_eq!(recs[1].kind, KIND_TOMBSTONE);
+        assert_eq!(recs[1].entity_id, b"e-2");
+        assert_eq!(recs[1].ingest_ms, 77);
+    }
+
+    #[test]
+    fn truncated_records_are_rejected_not_read_out_of_bounds() {
+        let mut batch = EventBatch::default();
+        let props = [Property { key: "a", value: b"1" }];
+        let ev = EventRef {
+            event_id: None,
+            stream: "s",
+            source: "x",
+            timestamp_ms: None,
+            key: None,
+            schema: None,
+            entity_id: "e",
+            properties: &props,
+        };
+        batch.push_event(&ev, b"id", 1);
+        for cut in 0..batch.buf.len() {
+            assert!(Record::parse(&batch.buf[..cut]).is_none(), "cut at {cut}");
+        }
+        assert!(Record::parse(&batch.buf).is_some());
+    }
+}

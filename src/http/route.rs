@@ -1,0 +1,88 @@
+//! Pure mapping of (method, percent-decoded path) to an endpoint.
+
+use super::parse::Method;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    PostEvent,
+    PostBatch,
+    ListEntities,
+    /// `GET /api/state/entities/:id`; the id is the rest of the decoded path.
+    GetEntity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Found(Endpoint),
+    /// Known path, wrong method: 405 with this `Allow` header line.
+    MethodNotAllowed(&'static [u8]),
+    NotFound,
+}
+
+pub const ENTITY_PREFIX: &[u8] = b"/api/state/entities/";
+
+/// Which body limit applies to a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyClass {
+    Single,
+    Batch,
+    Other,
+}
+
+impl Route {
+    pub fn body_class(self) -> BodyClass {
+        match self {
+            Route::Found(Endpoint::PostBatch) => BodyClass::Batch,
+            Route::Found(Endpoint::PostEvent) => BodyClass::Single,
+            _ => BodyClass::Other,
+        }
+    }
+}
+
+pub fn route(method: Method, path: &[u8]) -> Route {
+    use Endpoint::*;
+    use Method::*;
+    let one = |m: Method, want: Method, e: Endpoint, allow: &'static [u8]| {
+        if m == want {
+            Route::Found(e)
+        } else {
+            Route::MethodNotAllowed(allow)
+        }
+    };
+    match path {
+        b"/health" => one(method, Get, Health, b"Allow: GET\r\n"),
+        b"/api/events" => one(method, Post, PostEvent, b"Allow: POST\r\n"),
+        b"/api/events/batch" => one(method, Post, PostBatch, b"Allow: POST\r\n"),
+        b"/api/state/entities" => one(method, Get, ListEntities, b"Allow: GET\r\n"),
+        _ if path.len() > ENTITY_PREFIX.len() && path.starts_with(ENTITY_PREFIX) => {
+            one(method, Get, GetEntity, b"Allow: GET\r\n")
+        }
+        _ => Route::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(Method::Get, b"/health"), Route::Found(Endpoint::Health));
+        assert_eq!(route(Method::Post, b"/api/events"), Route::Found(Endpoint::PostEvent));
+        assert_eq!(route(Method::Post, b"/api/events/batch"), Route::Found(Endpoint::PostBatch));
+        assert_eq!(route(Method::Get, b"/api/state/entities"), Route::Found(Endpoint::ListEntities));
+        assert_eq!(route(Method::Get, b"/api/state/entities/a/b"), Route::Found(Endpoint::GetEntity));
+        assert_eq!(route(Method::Get, b"/api/state/entities/"), Route::NotFound);
+        assert_eq!(route(Method::Get, b"/nope"), Route::NotFound);
+        assert_eq!(route(Method::Get, b"/api/events/batch"), Route::MethodNotAllowed(b"Allow: POST\r\n"));
+        assert_eq!(route(Method::Delete, b"/health"), Route::MethodNotAllowed(b"Allow: GET\r\n"));
+    }
+
+    #[test]
+    fn body_classes() {
+        assert_eq!(route(Method::Post, b"/api/events").body_class(), BodyClass::Single);
+        assert_eq!(route(Method::Post, b"/api/events/batch").body_class(), BodyClass::Batch);
+        assert_eq!(route(Method::Get, b"/health").body_class(), BodyClass::Other);
+    }
+}

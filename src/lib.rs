@@ -1,0 +1,28 @@
+//! Flux: an event-sourced entity state server on thread-per-core shards.
+//!
+//! See ARCHITECTURE.md for how a request and an event flow through these modules.
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`config`] | environment variables and flags |
+//! | [`limits`] | every named bound and what hitting it does |
+//! | [`shard`] | executors (`placement`), id → shard (`router`), cross-shard messages (`mesh`) |
+//! | [`net`] | per-shard listener and the connection loop |
+//! | [`http`] | request parsing, routing, response writing |
+//! | [`api`] | endpoint handlers |
+//! | [`ingest`] | JSON event decoding and validation |
+//! | [`event`] | the binary record an event travels (and will be logged) as |
+//! | [`state`] | a shard's entity store |
+//! | [`json`], [`time`] | output helpers |
+
+pub mod api;
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod ingest;
+pub mod json;
+pub mod limits;
+pub mod net;
+pub mod shard;
+pub mod state;
+pub mod time;

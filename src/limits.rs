@@ -1,0 +1,57 @@
+//! Named limits. Each says what happens when it is hit; the HTTP parser's own limits
+//! (header block, URI, header count) live in `http::parse`.
+
+/// Largest body of `POST /api/events`; above it the request gets 413 without the body
+/// being read (DECISIONS.md). Runtime-configurable later (auth issue); this is the default.
+pub const BODY_SINGLE_BYTES_MAX: usize = 1024 * 1024;
+/// Largest body of `POST /api/events/batch` (413 above it).
+pub const BODY_BATCH_BYTES_MAX: usize = 10 * 1024 * 1024;
+/// Largest body of any other endpoint that takes one (batch delete, admin): 1 MiB.
+pub const BODY_OTHER_BYTES_MAX: usize = 1024 * 1024;
+
+/// Events in one batch request. A 10 MiB body cannot hold more than ~100k minimal events;
+/// the bound keeps per-request bookkeeping (results array) finite. Over it: 400.
+pub const BATCH_EVENTS_MAX: usize = 100_000;
+
+/// Open connections per shard. Past it a new connection is answered 503 and closed at
+/// once, so a flood of sockets cannot exhaust memory or file descriptors.
+pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
+
+/// Time allowed from the first byte of a request until its head is complete. A slow
+/// client (slowloris) is answered 408 and closed when it runs out.
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Time allowed for a request body to arrive once the head is complete (408 after).
+pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// A kept-alive connection with no request in progress is closed after this.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// A response write that makes no progress for this long closes the connection.
+pub const WRITE_TIMEOUT_MS: u64 = 30_000;
+
+/// Initial read buffer per connection; it grows only up to the request being read
+/// (head limit + body limit) and shrinks back after a large request.
+pub const READ_BUF_BYTES: usize = 16 * 1024;
+/// A connection's buffers are shrunk back to their initial size when a request left
+/// them larger than this, so that one 10 MiB batch does not pin 10 MiB per idle socket.
+pub const BUF_RETAIN_BYTES_MAX: usize = 256 * 1024;
+/// Responses are flushed to the socket once this many bytes are queued (listings).
+pub const WRITE_FLUSH_BYTES: usize = 64 * 1024;
+
+/// Capacity of each cross-shard channel (messages). A full channel makes the sending
+/// connection wait, which is how overload turns into TCP backpressure.
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+/// Entities per page when a listing is gathered from the shards; bounds the memory of
+/// one listing to about shards × this × entity size.
+pub const LIST_PAGE_ENTITIES: usize = 256;
+/// Bytes per listing page, whichever bound is hit first.
+pub const LIST_PAGE_BYTES: usize = 256 * 1024;
+
+/// Number of partitions of the entity id space. Fixed forever: it decides which shard
+/// (and so which log) owns an entity. Shard counts up to this are supported.
+pub const PARTITIONS: u32 = 4096;
+/// Shards supported.
+pub const SHARDS_MAX: usize = 256;
+
+const _: () = assert!(SHARDS_MAX <= PARTITIONS as usize);
+const _: () = assert!(BODY_SINGLE_BYTES_MAX <= BODY_BATCH_BYTES_MAX);
+const _: () = assert!(LIST_PAGE_ENTITIES > 0);

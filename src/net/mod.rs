@@ -1,0 +1,5 @@
+//! Sockets: the per-shard listener (accept, connection cap, shutdown) and the
+//! connection loop.
+
+pub mod conn;
+pub mod listener;

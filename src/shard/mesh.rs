@@ -1,0 +1,79 @@
+//! Typed cross-shard messages. All cross-shard traffic goes through this module: a
+//! request goes over a bounded glommio channel mesh to the owning shard, and the answer
+//! comes back on a oneshot channel (glommio wakes the waiting task across threads).
+//! Work for the local shard never comes here.
+
+use futures_channel::oneshot;
+use glommio::channels::channel_mesh::{Receivers, Senders};
+
+use super::ShardId;
+use crate::event::EventBatch;
+use crate::state::{Page, PageQuery};
+
+/// What a shard can be asked by another.
+pub enum Request {
+    /// Apply these records (all owned by the receiver) in order; answer when applied.
+    Apply { batch: EventBatch, reply: oneshot::Sender<()> },
+    /// Render entity `id` as JSON, or `None` if it does not exist.
+    Get { id: Box<[u8]>, reply: oneshot::Sender<Option<Vec<u8>>> },
+    /// One page of a listing.
+    Page { query: PageQuery, reply: oneshot::Sender<Page> },
+}
+
+/// Why a cross-shard request got no answer: the peer is shutting down.
+#[derive(Debug, Clone, Copy)]
+pub struct Unavailable;
+
+pub struct Mesh {
+    senders: Senders<Request>,
+}
+
+impl Mesh {
+    pub fn new(senders: Senders<Request>) -> Self {
+        Mesh { senders }
+    }
+
+    async fn call<T>(
+        &self,
+        to: ShardId,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        self.senders.send_to(to.index(), make(tx)).await.map_err(|_| Unavailable)?;
+        rx.await.map_err(|_| Unavailable)
+    }
+
+    /// Sends a batch without waiting for the answer, so that a request touching several
+    /// shards waits for all of them at once.
+    pub async fn send_apply(
+        &self,
+        to: ShardId,
+        batch: EventBatch,
+    ) -> Result<oneshot::Receiver<()>, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        self.senders
+            .send_to(to.index(), Request::Apply { batch, reply: tx })
+            .await
+            .map_err(|_| Unavailable)?;
+        Ok(rx)
+    }
+
+    pub async fn get(&self, to: ShardId, id: &[u8]) -> Result<Option<Vec<u8>>, Unavailable> {
+        self.call(to, |reply| Request::Get { id: id.into(), reply }).await
+    }
+
+    pub async fn page(&self, to: ShardId, query: PageQuery) -> Result<Page, Unavailable> {
+        self.call(to, |reply| Request::Page { query, reply }).await
+    }
+
+    pub fn close(&self) {
+        self.senders.close();
+    }
+}
+
+/// Splits the receiving side into one stream per peer.
+pub fn streams(
+    receivers: &mut Receivers<Request>,
+) -> Vec<(usize, glommio::channels::shared_channel::ConnectedReceiver<Request>)> {
+    receivers.streams()
+}

@@ -1,0 +1,277 @@
+//! The entity store of one shard: entity id → properties (insertion ordered) and
+//! `lastUpdated`. It is derived state: everything in it comes from applying records
+//! (`event.rs`) in the order the shard receives them.
+//!
+//! Layout, chosen for millions of entities per shard:
+//! - one `BTreeMap` keyed by the id bytes, so point reads are O(log n) and listings walk
+//!   ids in order (sorted listings stream without sorting or buffering);
+//! - an entity is 32 bytes inline (timestamp + one `Vec<u8>`): its properties live in
+//!   one contiguous buffer in the property-list format of `event.rs`
+//!   (`[kl u16][vl u32][key][raw JSON value]`…), so a 3-property entity costs one heap
+//!   block, not one per key and value. A merge rewrites values in place (`splice`).
+//!
+//! Ids sort by their UTF-8 bytes, which is the same order as by Unicode code points.
+
+pub mod page;
+
+use std::collections::BTreeMap;
+
+use crate::event::{Properties, Record, KIND_EVENT, KIND_TOMBSTONE};
+use crate::json;
+use crate::time;
+
+pub use page::{Page, PageQuery};
+
+#[derive(Debug, Default, Clone)]
+pub struct Entity {
+    pub last_updated_ms: u64,
+    /// Property list: `[kl u16][vl u32][key][value]`… in first-insertion order.
+    pub props: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct Store {
+    entities: BTreeMap<Box<[u8]>, Entity>,
+    /// Records applied since start (events and tombstones).
+    pub records_applied: u64,
+}
+
+/// Where one property sits inside a property list.
+struct Slot {
+    /// Offset of the entry's `vl` field.
+    vlen_at: usize,
+    value: std::ops::Range<usize>,
+}
+
+fn find(props: &[u8], key: &[u8]) -> Option<Slot> {
+    let mut off = 0;
+    while off + 6 <= props.len() {
+        let kl = u16::from_le_bytes([props[off], props[off + 1]]) as usize;
+        let vl = u32::from_le_bytes([props[off + 2], props[off + 3], props[off + 4], props[off + 5]])
+            as usize;
+        let k = off + 6;
+        let v = k + kl;
+        if &props[k..v] == key {
+            return Some(Slot { vlen_at: off + 2, value: v..v + vl });
+        }
+        off = v + vl;
+    }
+    None
+}
+
+/// Shallow merge: each key in `updates` replaces that property (keeping its position)
+/// or is appended. `null` is stored like any other value.
+pub fn merge(props: &mut Vec<u8>, updates: &[u8]) {
+    for (k, v) in Properties(updates) {
+        match find(props, k) {
+            Some(slot) => {
+                if slot.value.len() == v.len() {
+                    props[slot.value].copy_from_slice(v);
+                } else {
+                    props.splice(slot.value, v.iter().copied());
+                    props[slot.vlen_at..slot.vlen_at + 4].copy_from_slice(&(v.len() as u32).to_le_bytes());
+                }
+            }
+            None => crate::event::push_property(props, k, v),
+        }
+    }
+}
+
+impl Store {
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    /// Applies one record. Returns whether it changed anything (a tombstone of an
+    /// unknown entity does not).
+    pub fn apply(&mut self, r: &Record<'_>) -> bool {
+        self.records_applied += 1;
+        match r.kind {
+            KIND_EVENT => {
+                if let Some(e) = self.entities.get_mut(r.entity_id) {
+                    merge(&mut e.props, r.properties);
+                    e.last_updated_ms = r.ingest_ms;
+                } else {
+                    let mut props = Vec::with_capacity(r.properties.len());
+                    merge(&mut props, r.properties);
+                    self.entities.insert(
+                        r.entity_id.into(),
+                        Entity { last_updated_ms: r.ingest_ms, props },
+                    );
+                }
+                true
+            }
+            KIND_TOMBSTONE => self.entities.remove(r.entity_id).is_some(),
+            other => {
+                debug_assert!(false, "unknown record kind {other}");
+                false
+            }
+        }
+    }
+
+    pub fn get(&self, id: &[u8]) -> Option<&Entity> {
+        self.entities.get(id)
+    }
+
+    pub fn contains(&self, id: &[u8]) -> bool {
+        self.entities.contains_key(id)
+    }
+
+    /// Entities with ids starting with `prefix` and strictly greater than `after`, in
+    /// id order.
+    pub fn range<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], &'a Entity)> + 'a {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let lower = match after {
+            Some(a) if a >= prefix => Excluded(a),
+            _ => Included(prefix),
+        };
+        self.entities
+            .range::<[u8], _>((lower, Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (&k[..], e))
+    }
+}
+
+/// Appends `{"id":…,"properties":{…},"lastUpdated":"…"}`.
+pub fn write_entity_json(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
+    out.extend_from_slice(b"{\"id\":");
+    json::write_str(out, id);
+    out.extend_from_slice(b",\"properties\":{");
+    let mut first = true;
+    for (k, v) in Properties(&e.props) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        json::write_str(out, k);
+        out.push(b':');
+        out.extend_from_slice(v);
+    }
+    out.extend_from_slice(b"},\"lastUpdated\":\"");
+    time::write_rfc3339_ms(out, e.last_updated_ms);
+    out.extend_from_slice(b"\"}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{push_property, EventBatch};
+
+    fn props(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for (k, val) in pairs {
+            push_property(&mut v, k.as_bytes(), val.as_bytes());
+        }
+        v
+    }
+
+    fn pairs(p: &[u8]) -> Vec<(String, String)> {
+        Properties(p)
+            .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn merge_replaces_in_place_and_appends_new_keys_in_order() {
+        let mut p = props(&[("a", "1"), ("b", "\"x\""), ("c", "true")]);
+        merge(&mut p, &props(&[("b", "{\"deep\":[1,2]}"), ("d", "null"), ("a", "2")]));
+        assert_eq!(
+            pairs(&p),
+            vec![
+                ("a".into(), "2".into()),
+                ("b".into(), "{\"deep\":[1,2]}".into()),
+                ("c".into(), "true".into()),
+                ("d".into(), "null".into()),
+            ]
+        );
+        merge(&mut p, &props(&[("b", "3")]));
+        assert_eq!(pairs(&p)[1], ("b".into(), "3".into()));
+        merge(&mut p, &props(&[]));
+        assert_eq!(pairs(&p).len(), 4);
+    }
+
+    #[test]
+    fn duplicate_keys_in_one_update_last_wins() {
+        let mut p = Vec::new();
+        merge(&mut p, &props(&[("k", "1"), ("k", "2")]));
+        assert_eq!(pairs(&p), vec![("k".into(), "2".into())]);
+    }
+
+    fn apply_batch(store: &mut Store, b: &EventBatch) {
+        for r in b.records() {
+            store.apply(&r);
+        }
+    }
+
+    #[test]
+    fn apply_event_then_tombstone_then_recreate_starts_fresh() {
+        use crate::ingest::decode::{EventRef, Property};
+        let mut s = Store::default();
+        let ps = [Property { key: "t", value: b"1" }, Property { key: "u", value: b"2" }];
+        let ev = |ps| EventRef {
+            event_id: None,
+            stream: "s",
+            source: "x",
+            timestamp_ms: None,
+            key: None,
+            schema: None,
+            entity_id: "e",
+            properties: ps,
+        };
+        let mut b = EventBatch::default();
+        b.push_event(&ev(&ps), b"id", 1);
+        b.stamp_ingest(10);
+        apply_batch(&mut s, &b);
+        assert_eq!(s.get(b"e").unwrap().last_updated_ms, 10);
+        let mut t = EventBatch::default();
+        t.push_tombstone(b"e", b"id2", 2);
+        apply_batch(&mut s, &t);
+        assert!(s.get(b"e").is_none());
+        let ps2 = [Property { key: "v", value: b"3" }];
+        let mut b2 = EventBatch::default();
+        b2.push_event(&ev(&ps2), b"id3", 3);
+        apply_batch(&mut s, &b2);
+        assert_eq!(pairs(&s.get(b"e").unwrap().props), vec![("v".into(), "3".into())]);
+    }
+
+    #[test]
+    fn range_respects_prefix_and_after() {
+        let mut s = Store::default();
+        for id in ["a1", "a2", "a3", "b1", "ab"] {
+            s.entities.insert(id.as_bytes().into(), Entity::default());
+        }
+        let ids = |p: &str, a: Option<&str>| -> Vec<String> {
+            s.range(p.as_bytes(), a.map(str::as_bytes))
+                .map(|(k, _)| String::from_utf8(k.to_vec()).unwrap())
+                .collect()
+        };
+        assert_eq!(ids("a", None), ["a1", "a2", "a3", "ab"]);
+        assert_eq!(ids("a", Some("a2")), ["a3", "ab"]);
+        assert_eq!(ids("", Some("a3")), ["ab", "b1"]);
+        assert_eq!(ids("b", Some("a")), ["b1"]);
+        assert_eq!(ids("c", None), Vec::<String>::new());
+        assert_eq!(ids("a", Some("zz")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn entity_json_is_valid_and_values_are_byte_exact() {
+        let e = Entity { last_updated_ms: 1_707_912_000_000, props: props(&[("t", "22.50"), ("q\"", "\"\\u00e9\"")]) };
+        let mut out = Vec::new();
+        write_entity_json(&mut out, b"id/\"x", &e);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("\"t\":22.50"), "{text}");
+        assert!(text.contains("\"\\u00e9\""), "{text}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["id"], "id/\"x");
+        assert_eq!(v["lastUpdated"], "2024-02-14T12:00:00.000Z");
+        assert_eq!(v["properties"]["q\""], "é");
+    }
+}
