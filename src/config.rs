@@ -40,13 +40,18 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+/// A CPU list such as `0,2-3` (a newtype so that clap takes it as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let mut cpus = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
         let bad = || format!("invalid CPU list {s:?}: expected e.g. 0,2-3");
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
                 if a > b {
                     return Err(bad());
                 }
@@ -58,7 +63,7 @@ fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
     if cpus.is_empty() {
         return Err("empty CPU list".into());
     }
-    Ok(cpus)
+    Ok(CpuList(cpus))
 }
 
 /// Flux: an event-sourced entity state server.
@@ -88,7 +93,7 @@ pub struct Config {
     /// CPUs to pin shards to, e.g. `0` or `0,2-3`; shard i runs on the (i mod len)-th.
     /// Default: all online CPUs in order.
     #[arg(long = "cpus", env = "FLUX_CPUS", value_parser = parse_cpus)]
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
 
     /// Namespaces and bearer tokens (not built yet: startup refuses when true).
     #[arg(long = "auth-enabled", env = "FLUX_AUTH_ENABLED", value_parser = parse_bool, default_value = "false")]
@@ -132,17 +137,26 @@ pub struct Config {
 
     /// Memory each shard's io_uring registers (locked), in KiB. All shards together
     /// must fit `ulimit -l` (see tuning.md).
-    #[arg(long = "io-memory-kib", env = "FLUX_IO_MEMORY_KIB", default_value_t = 512)]
+    #[arg(
+        long = "io-memory-kib",
+        env = "FLUX_IO_MEMORY_KIB",
+        default_value_t = 512
+    )]
     pub io_memory_kib: usize,
 
     /// Milliseconds a shutdown waits for open requests before exiting.
-    #[arg(long = "shutdown-grace-ms", env = "FLUX_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    #[arg(
+        long = "shutdown-grace-ms",
+        env = "FLUX_SHUTDOWN_GRACE_MS",
+        default_value_t = 5_000
+    )]
     pub shutdown_grace_ms: u64,
 }
 
 impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
-        self.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], self.port)))
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], self.port)))
     }
 
     pub fn shard_count(&self) -> usize {
@@ -152,7 +166,7 @@ impl Config {
     /// CPU for shard `i`.
     pub fn cpu_for(&self, i: usize) -> usize {
         match &self.cpus {
-            Some(list) => list[i % list.len()],
+            Some(CpuList(list)) => list[i % list.len()],
             None => i % online_cpus(),
         }
     }
@@ -161,12 +175,17 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let n = self.shard_count();
         if n == 0 || n > limits::SHARDS_MAX {
-            return Err(format!("FLUX_SHARDS must be 1..={}, got {n}", limits::SHARDS_MAX));
+            return Err(format!(
+                "FLUX_SHARDS must be 1..={}, got {n}",
+                limits::SHARDS_MAX
+            ));
         }
         if self.auth_enabled {
-            return Err("FLUX_AUTH_ENABLED=true: auth mode is not available in this build yet; \
+            return Err(
+                "FLUX_AUTH_ENABLED=true: auth mode is not available in this build yet; \
                         start without it"
-                .into());
+                    .into(),
+            );
         }
         if self.body_limit_single_bytes == 0 || self.body_limit_batch_bytes == 0 {
             return Err("body limits must be at least 1 byte".into());
@@ -182,7 +201,9 @@ impl Config {
 }
 
 pub fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -197,17 +218,28 @@ mod tests {
     fn sync_modes() {
         assert_eq!("always".parse::<SyncMode>(), Ok(SyncMode::Always));
         assert_eq!("none".parse::<SyncMode>(), Ok(SyncMode::None));
-        assert_eq!("interval:50".parse::<SyncMode>(), Ok(SyncMode::Interval { ms: 50 }));
+        assert_eq!(
+            "interval:50".parse::<SyncMode>(),
+            Ok(SyncMode::Interval { ms: 50 })
+        );
         assert!("interval:0".parse::<SyncMode>().is_err());
         assert!("sometimes".parse::<SyncMode>().is_err());
     }
 
     #[test]
     fn flags_parse() {
-        let c = parse(&["--listen", "127.0.0.1:0", "--shards", "3", "--cpus", "0,2-3"]).unwrap();
+        let c = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "3",
+            "--cpus",
+            "0,2-3",
+        ])
+        .unwrap();
         assert_eq!(c.listen_addr().to_string(), "127.0.0.1:0");
         assert_eq!(c.shard_count(), 3);
-        assert_eq!(c.cpus.as_deref(), Some(&[0, 2, 3][..]));
+        assert_eq!(c.cpus, Some(CpuList(vec![0, 2, 3])));
         assert_eq!(c.cpu_for(4), 2);
         assert!(parse(&["--cpus", "3-1"]).is_err());
         assert!(parse(&["--auth-enabled", "maybe"]).is_err());

@@ -133,7 +133,8 @@ impl EventBatch {
         let mut off = 0;
         while off + OFF_VAR <= self.buf.len() {
             let len = read_u32(&self.buf, off) as usize;
-            self.buf[off + OFF_INGEST..off + OFF_INGEST + 8].copy_from_slice(&ingest_ms.to_le_bytes());
+            self.buf[off + OFF_INGEST..off + OFF_INGEST + 8]
+                .copy_from_slice(&ingest_ms.to_le_bytes());
             off += len;
         }
     }
@@ -269,8 +270,14 @@ mod tests {
     #[test]
     fn event_round_trip() {
         let props = [
-            Property { key: "temp", value: b"22.50" },
-            Property { key: "unit", value: b"\"c\"" },
+            Property {
+                key: "temp",
+                value: b"22.50",
+            },
+            Property {
+                key: "unit",
+                value: b"\"c\"",
+            },
         ];
         let ev = EventRef {
             event_id: None,
@@ -291,11 +298,17 @@ mod tests {
         let r = recs[0];
         assert_eq!(r.kind, KIND_EVENT);
         assert_eq!((r.ingest_ms, r.timestamp_ms), (77, 5));
-        assert_eq!((r.event_id, r.stream, r.source), (&b"id-1"[..], &b"sensors"[..], &b"agent"[..]));
+        assert_eq!(
+            (r.event_id, r.stream, r.source),
+            (&b"id-1"[..], &b"sensors"[..], &b"agent"[..])
+        );
         assert_eq!((r.key, r.schema), (Some(&b"\"k\""[..]), None));
         assert_eq!(r.entity_id, b"e-1");
         let p: Vec<_> = Properties(r.properties).collect();
-        assert_eq!(p, vec![(&b"temp"[..], &b"22.50"[..]), (&b"unit"[..], &b"\"c\""[..])]);
+        assert_eq!(
+            p,
+            vec![(&b"temp"[..], &b"22.50"[..]), (&b"unit"[..], &b"\"c\""[..])]
+        );
         assert_eq!(recs[1].kind, KIND_TOMBSTONE);
         assert_eq!(recs[1].entity_id, b"e-2");
         assert_eq!(recs[1].ingest_ms, 77);
@@ -304,7 +317,10 @@ mod tests {
     #[test]
     fn truncated_records_are_rejected_not_read_out_of_bounds() {
         let mut batch = EventBatch::default();
-        let props = [Property { key: "a", value: b"1" }];
+        let props = [Property {
+            key: "a",
+            value: b"1",
+        }];
         let ev = EventRef {
             event_id: None,
             stream: "s",

@@ -62,7 +62,15 @@ mod tests {
 
     #[test]
     fn escapes_round_trip_through_a_json_parser() {
-        for s in ["plain", "q\"uote", "back\\slash", "nl\nx", "\u{1}\u{1f}", "ünï/códe", ""] {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\nx",
+            "\u{1}\u{1f}",
+            "ünï/códe",
+            "",
+        ] {
             let mut out = Vec::new();
             write_str(&mut out, s.as_bytes());
             let back: String = serde_json::from_slice(&out).unwrap();

@@ -195,7 +195,13 @@ mod tests {
         assert_eq!(parse_rfc3339_ms("1970-01-01T01:00:01+01:00"), Some(1000));
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01.5Z"), Some(1500));
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01.123456Z"), Some(1123));
-        for bad in ["", "yesterday", "1970-01-01", "1970-13-01T00:00:00Z", "1970-01-01T00:00:00"] {
+        for bad in [
+            "",
+            "yesterday",
+            "1970-01-01",
+            "1970-13-01T00:00:00Z",
+            "1970-01-01T00:00:00",
+        ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
         }
     }

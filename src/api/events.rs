@@ -88,27 +88,30 @@ pub async fn post_batch(
     results.clear();
     let mut failed = 0usize;
     let mut first_error: Option<String> = None;
-    let decoded = shard.decoder.borrow_mut().decode_batch(req.body, |idx, ev| {
-        if idx > 0 {
-            results.push(b',');
-        }
-        match ev {
-            Ok(ev) => {
-                let mut id_buf = [0u8; 36];
-                let id = event_id(ev, &mut id_buf);
-                write_ack(results, id, ev.stream);
-                let owner = shard.owner(ev.entity_id.as_bytes());
-                batches[owner.index()].push_event(ev, id, ev.timestamp_ms.unwrap_or(now));
+    let decoded = shard
+        .decoder
+        .borrow_mut()
+        .decode_batch(req.body, |idx, ev| {
+            if idx > 0 {
+                results.push(b',');
             }
-            Err(msg) => {
-                failed += 1;
-                json::write_error(results, msg);
-                if first_error.is_none() {
-                    first_error = Some(format!("event {idx}: {msg}"));
+            match ev {
+                Ok(ev) => {
+                    let mut id_buf = [0u8; 36];
+                    let id = event_id(ev, &mut id_buf);
+                    write_ack(results, id, ev.stream);
+                    let owner = shard.owner(ev.entity_id.as_bytes());
+                    batches[owner.index()].push_event(ev, id, ev.timestamp_ms.unwrap_or(now));
+                }
+                Err(msg) => {
+                    failed += 1;
+                    json::write_error(results, msg);
+                    if first_error.is_none() {
+                        first_error = Some(format!("event {idx}: {msg}"));
+                    }
                 }
             }
-        }
-    });
+        });
     let total = match decoded {
         Ok(n) => n,
         Err(e) => {
@@ -117,7 +120,13 @@ pub async fn post_batch(
         }
     };
     if total > BATCH_EVENTS_MAX {
-        respond::error(out, 400, req.persist, b"", "too many events in one batch (at most 100000)");
+        respond::error(
+            out,
+            400,
+            req.persist,
+            b"",
+            "too many events in one batch (at most 100000)",
+        );
         return;
     }
     body.clear();

@@ -30,14 +30,18 @@ impl ListQuery {
         let mut namespace: Option<Vec<u8>> = None;
         for (k, v) in query_pairs(query.unwrap_or(b"")) {
             let mut val = Vec::new();
-            percent_decode(v, true, &mut val).map_err(|_| "invalid percent-encoding in the query")?;
+            percent_decode(v, true, &mut val)
+                .map_err(|_| "invalid percent-encoding in the query")?;
             match k {
                 b"prefix" => prefix = Some(val),
                 b"namespace" => namespace = Some(val),
                 b"after" => q.after = Some(val),
                 b"limit" => {
                     let s = std::str::from_utf8(&val).map_err(|_| "limit must be an integer")?;
-                    q.limit = Some(s.parse().map_err(|_| "limit must be a non-negative integer")?);
+                    q.limit = Some(
+                        s.parse()
+                            .map_err(|_| "limit must be a non-negative integer")?,
+                    );
                 }
                 _ => {}
             }
@@ -101,9 +105,17 @@ pub async fn stream(
     let mut cursors = Vec::with_capacity(shard.count);
     if !q.empty && remaining > 0 {
         for i in 0..shard.count {
-            let mut c = Cursor { shard: ShardId(i as u16), page: Page::default(), pos: 0 };
+            let mut c = Cursor {
+                shard: ShardId(i as u16),
+                page: Page::default(),
+                pos: 0,
+            };
             shard
-                .page(c.shard, page_query(&q, q.after.clone(), remaining), &mut c.page)
+                .page(
+                    c.shard,
+                    page_query(&q, q.after.clone(), remaining),
+                    &mut c.page,
+                )
                 .await
                 .map_err(|_| unavailable())?;
             cursors.push(c);
@@ -166,14 +178,34 @@ mod tests {
         assert_eq!(ListQuery::parse(None).unwrap(), ListQuery::default());
         assert!(ListQuery::parse(Some(b"limit=-1")).is_err());
         assert!(ListQuery::parse(Some(b"limit=x")).is_err());
-        assert_eq!(ListQuery::parse(Some(b"prefix=a%2Fb+c")).unwrap().prefix, b"a/b c");
+        assert_eq!(
+            ListQuery::parse(Some(b"prefix=a%2Fb+c")).unwrap().prefix,
+            b"a/b c"
+        );
     }
 
     #[test]
     fn namespace_combines_with_prefix() {
-        assert_eq!(ListQuery::parse(Some(b"namespace=ns")).unwrap().prefix, b"ns/");
-        assert_eq!(ListQuery::parse(Some(b"namespace=ns&prefix=ns/x")).unwrap().prefix, b"ns/x");
-        assert_eq!(ListQuery::parse(Some(b"namespace=ns&prefix=n")).unwrap().prefix, b"ns/");
-        assert!(ListQuery::parse(Some(b"namespace=ns&prefix=other")).unwrap().empty);
+        assert_eq!(
+            ListQuery::parse(Some(b"namespace=ns")).unwrap().prefix,
+            b"ns/"
+        );
+        assert_eq!(
+            ListQuery::parse(Some(b"namespace=ns&prefix=ns/x"))
+                .unwrap()
+                .prefix,
+            b"ns/x"
+        );
+        assert_eq!(
+            ListQuery::parse(Some(b"namespace=ns&prefix=n"))
+                .unwrap()
+                .prefix,
+            b"ns/"
+        );
+        assert!(
+            ListQuery::parse(Some(b"namespace=ns&prefix=other"))
+                .unwrap()
+                .empty
+        );
     }
 }

@@ -77,5 +77,11 @@ pub async fn dispatch(
 /// 503 for a shard that is going away mid-request.
 #[cold]
 pub fn unavailable(out: &mut Vec<u8>) {
-    respond::error(out, 503, Persist::Close, b"Retry-After: 1\r\n", "shutting down");
+    respond::error(
+        out,
+        503,
+        Persist::Close,
+        b"Retry-After: 1\r\n",
+        "shutting down",
+    );
 }

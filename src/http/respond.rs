@@ -108,7 +108,9 @@ pub fn stream_head(out: &mut Vec<u8>, persist: Persist, http10: bool) {
         out.extend_from_slice(b"Content-Type: application/json\r\n\r\n");
     } else {
         write_common(out, 200, persist);
-        out.extend_from_slice(b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+        out.extend_from_slice(
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
     }
 }
 
@@ -161,7 +163,13 @@ mod tests {
     #[test]
     fn error_has_json_body_and_extra_headers() {
         let mut out = Vec::new();
-        error(&mut out, 405, Persist::Close, b"Allow: GET\r\n", "method not allowed");
+        error(
+            &mut out,
+            405,
+            Persist::Close,
+            b"Allow: GET\r\n",
+            "method not allowed",
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(text.contains("Allow: GET\r\n"));
@@ -174,6 +182,9 @@ mod tests {
         let mut out = Vec::new();
         chunk(&mut out, &[b'x'; 26], true);
         last_chunk(&mut out, true);
-        assert_eq!(out, [&b"1a\r\n"[..], &[b'x'; 26], b"\r\n0\r\n\r\n"].concat());
+        assert_eq!(
+            out,
+            [&b"1a\r\n"[..], &[b'x'; 26], b"\r\n0\r\n\r\n"].concat()
+        );
     }
 }

@@ -68,21 +68,51 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route(Method::Get, b"/health"), Route::Found(Endpoint::Health));
-        assert_eq!(route(Method::Post, b"/api/events"), Route::Found(Endpoint::PostEvent));
-        assert_eq!(route(Method::Post, b"/api/events/batch"), Route::Found(Endpoint::PostBatch));
-        assert_eq!(route(Method::Get, b"/api/state/entities"), Route::Found(Endpoint::ListEntities));
-        assert_eq!(route(Method::Get, b"/api/state/entities/a/b"), Route::Found(Endpoint::GetEntity));
+        assert_eq!(
+            route(Method::Get, b"/health"),
+            Route::Found(Endpoint::Health)
+        );
+        assert_eq!(
+            route(Method::Post, b"/api/events"),
+            Route::Found(Endpoint::PostEvent)
+        );
+        assert_eq!(
+            route(Method::Post, b"/api/events/batch"),
+            Route::Found(Endpoint::PostBatch)
+        );
+        assert_eq!(
+            route(Method::Get, b"/api/state/entities"),
+            Route::Found(Endpoint::ListEntities)
+        );
+        assert_eq!(
+            route(Method::Get, b"/api/state/entities/a/b"),
+            Route::Found(Endpoint::GetEntity)
+        );
         assert_eq!(route(Method::Get, b"/api/state/entities/"), Route::NotFound);
         assert_eq!(route(Method::Get, b"/nope"), Route::NotFound);
-        assert_eq!(route(Method::Get, b"/api/events/batch"), Route::MethodNotAllowed(b"Allow: POST\r\n"));
-        assert_eq!(route(Method::Delete, b"/health"), Route::MethodNotAllowed(b"Allow: GET\r\n"));
+        assert_eq!(
+            route(Method::Get, b"/api/events/batch"),
+            Route::MethodNotAllowed(b"Allow: POST\r\n")
+        );
+        assert_eq!(
+            route(Method::Delete, b"/health"),
+            Route::MethodNotAllowed(b"Allow: GET\r\n")
+        );
     }
 
     #[test]
     fn body_classes() {
-        assert_eq!(route(Method::Post, b"/api/events").body_class(), BodyClass::Single);
-        assert_eq!(route(Method::Post, b"/api/events/batch").body_class(), BodyClass::Batch);
-        assert_eq!(route(Method::Get, b"/health").body_class(), BodyClass::Other);
+        assert_eq!(
+            route(Method::Post, b"/api/events").body_class(),
+            BodyClass::Single
+        );
+        assert_eq!(
+            route(Method::Post, b"/api/events/batch").body_class(),
+            BodyClass::Batch
+        );
+        assert_eq!(
+            route(Method::Get, b"/health").body_class(),
+            BodyClass::Other
+        );
     }
 }

@@ -117,7 +117,14 @@ mod tests {
 
     #[test]
     fn stream_accepts_documented_examples() {
-        for s in ["sensors", "a.b.c", "data123", "zone-1.temp", "my_stream", "sensors.zone-1"] {
+        for s in [
+            "sensors",
+            "a.b.c",
+            "data123",
+            "zone-1.temp",
+            "my_stream",
+            "sensors.zone-1",
+        ] {
             assert!(valid_stream(s), "{s:?} should be valid");
         }
     }
@@ -125,7 +132,18 @@ mod tests {
     #[test]
     fn stream_rejects_documented_examples() {
         for s in [
-            "", "Sensors", "has space", "a/b", ".a", "a.", "a..b", ".", "..", "é", "a.B", "a\n",
+            "",
+            "Sensors",
+            "has space",
+            "a/b",
+            ".a",
+            "a.",
+            "a..b",
+            ".",
+            "..",
+            "é",
+            "a.B",
+            "a\n",
         ] {
             assert!(!valid_stream(s), "{s:?} should be invalid");
         }
@@ -166,16 +184,33 @@ mod tests {
 
     #[test]
     fn entity_id_rules() {
-        for ok in ["temp-01", "a/b/c", "émoji 🙂", "x", " spaced ", "\u{a0}nbsp"] {
+        for ok in [
+            "temp-01",
+            "a/b/c",
+            "émoji 🙂",
+            "x",
+            " spaced ",
+            "\u{a0}nbsp",
+        ] {
             assert!(valid_entity_id(ok).is_ok(), "{ok:?} should be valid");
         }
-        assert_eq!(valid_entity_id(""), Err("payload.entity_id must not be empty"));
+        assert_eq!(
+            valid_entity_id(""),
+            Err("payload.entity_id must not be empty")
+        );
         assert!(valid_entity_id(&"e".repeat(1024)).is_ok());
         assert_eq!(
             valid_entity_id(&"e".repeat(1025)),
             Err("payload.entity_id must be at most 1024 bytes")
         );
-        for bad in ["a\u{0}b", "tab\t", "nl\n", "del\u{7f}", "c1\u{80}", "c1\u{9f}end"] {
+        for bad in [
+            "a\u{0}b",
+            "tab\t",
+            "nl\n",
+            "del\u{7f}",
+            "c1\u{80}",
+            "c1\u{9f}end",
+        ] {
             assert_eq!(
                 valid_entity_id(bad),
                 Err("payload.entity_id must not contain control characters"),

@@ -97,7 +97,7 @@ impl Conn {
 
     /// Reads more bytes, giving up at `deadline`. Returns the count read (> 0).
     async fn fill(&mut self, deadline: Instant, at_least: usize) -> Result<usize, ReadEnd> {
-        self.reserve(at_least.max(1).min(READ_BUF_BYTES).max(1));
+        self.reserve(at_least.clamp(1, READ_BUF_BYTES));
         let now = Instant::now();
         if now >= deadline {
             return Err(ReadEnd::TimedOut);
@@ -203,7 +203,8 @@ impl Conn {
     async fn serve_one(&mut self, head: Head, body_timeout: Duration) -> bool {
         let cfg = self.shard.config.clone();
         // Decode the path now: the route decides the body limit.
-        let raw_path = &self.rbuf[self.start + head.path.0 as usize..self.start + head.path.1 as usize];
+        let raw_path =
+            &self.rbuf[self.start + head.path.0 as usize..self.start + head.path.1 as usize];
         if let Err(e) = percent_decode(raw_path, false, &mut self.scratch.path) {
             self.fail(e.status(), e.message()).await;
             return false;
@@ -221,14 +222,19 @@ impl Conn {
         let (body_in_rbuf, consumed) = match head.body {
             BodyKind::None => {
                 if parse::requires_body(head.method) && matches!(route, route::Route::Found(_)) {
-                    self.fail(411, "a request body needs Content-Length or chunked encoding").await;
+                    self.fail(
+                        411,
+                        "a request body needs Content-Length or chunked encoding",
+                    )
+                    .await;
                     return false;
                 }
                 (true, header_len)
             }
             BodyKind::Length(n) => {
                 if n > limit as u64 {
-                    self.fail(413, "request body is larger than the limit").await;
+                    self.fail(413, "request body is larger than the limit")
+                        .await;
                     return false;
                 }
                 let total = header_len + n as usize;
@@ -307,7 +313,11 @@ impl Conn {
             Persist::KeepAlive11
         };
         let buf = &self.rbuf[self.start..self.end];
-        let body: &[u8] = if body_in_rbuf { &buf[header_len..consumed] } else { &self.body };
+        let body: &[u8] = if body_in_rbuf {
+            &buf[header_len..consumed]
+        } else {
+            &self.body
+        };
         let query = head.query.map(|(a, b)| &buf[a as usize..b as usize]);
         let req = Request {
             route,
@@ -317,14 +327,28 @@ impl Conn {
             persist,
             http10: head.minor_version == 0,
         };
-        let reply = api::dispatch(&self.shard, &req, &mut self.out, &mut self.scratch.body, &mut self.scratch.results).await;
+        let reply = api::dispatch(
+            &self.shard,
+            &req,
+            &mut self.out,
+            &mut self.scratch.body,
+            &mut self.scratch.results,
+        )
+        .await;
         match reply {
             Reply::Done => {}
             Reply::Stream(list) => {
                 let http10 = req.http10;
-                if api::list::stream(&self.shard, list, persist, http10, &mut self.out, &mut self.stream)
-                    .await
-                    .is_err()
+                if api::list::stream(
+                    &self.shard,
+                    list,
+                    persist,
+                    http10,
+                    &mut self.out,
+                    &mut self.stream,
+                )
+                .await
+                .is_err()
                 {
                     return false;
                 }
@@ -351,7 +375,13 @@ impl Conn {
 /// Tells a connection over the shard's cap to go away.
 pub async fn reject_over_capacity(mut stream: TcpStream) {
     let mut out = Vec::with_capacity(256);
-    respond::error(&mut out, 503, Persist::Close, b"Retry-After: 1\r\n", "too many connections");
+    respond::error(
+        &mut out,
+        503,
+        Persist::Close,
+        b"Retry-After: 1\r\n",
+        "too many connections",
+    );
     let _ = stream.set_write_timeout(Some(Duration::from_millis(1000)));
     let _ = stream.write_all(&out).await;
     let _ = stream.close().await;

@@ -13,11 +13,20 @@ use crate::state::{Page, PageQuery};
 /// What a shard can be asked by another.
 pub enum Request {
     /// Apply these records (all owned by the receiver) in order; answer when applied.
-    Apply { batch: EventBatch, reply: oneshot::Sender<()> },
+    Apply {
+        batch: EventBatch,
+        reply: oneshot::Sender<()>,
+    },
     /// Render entity `id` as JSON, or `None` if it does not exist.
-    Get { id: Box<[u8]>, reply: oneshot::Sender<Option<Vec<u8>>> },
+    Get {
+        id: Box<[u8]>,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
     /// One page of a listing.
-    Page { query: PageQuery, reply: oneshot::Sender<Page> },
+    Page {
+        query: PageQuery,
+        reply: oneshot::Sender<Page>,
+    },
 }
 
 /// Why a cross-shard request got no answer: the peer is shutting down.
@@ -39,7 +48,10 @@ impl Mesh {
         make: impl FnOnce(oneshot::Sender<T>) -> Request,
     ) -> Result<T, Unavailable> {
         let (tx, rx) = oneshot::channel();
-        self.senders.send_to(to.index(), make(tx)).await.map_err(|_| Unavailable)?;
+        self.senders
+            .send_to(to.index(), make(tx))
+            .await
+            .map_err(|_| Unavailable)?;
         rx.await.map_err(|_| Unavailable)
     }
 
@@ -59,7 +71,11 @@ impl Mesh {
     }
 
     pub async fn get(&self, to: ShardId, id: &[u8]) -> Result<Option<Vec<u8>>, Unavailable> {
-        self.call(to, |reply| Request::Get { id: id.into(), reply }).await
+        self.call(to, |reply| Request::Get {
+            id: id.into(),
+            reply,
+        })
+        .await
     }
 
     pub async fn page(&self, to: ShardId, query: PageQuery) -> Result<Page, Unavailable> {
@@ -74,6 +90,9 @@ impl Mesh {
 /// Splits the receiving side into one stream per peer.
 pub fn streams(
     receivers: &mut Receivers<Request>,
-) -> Vec<(usize, glommio::channels::shared_channel::ConnectedReceiver<Request>)> {
+) -> Vec<(
+    usize,
+    glommio::channels::shared_channel::ConnectedReceiver<Request>,
+)> {
     receivers.streams()
 }

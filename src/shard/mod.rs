@@ -50,7 +50,13 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(id: ShardId, count: usize, config: Arc<Config>, shared: Arc<Shared>, mesh: Mesh) -> Rc<Self> {
+    pub fn new(
+        id: ShardId,
+        count: usize,
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        mesh: Mesh,
+    ) -> Rc<Self> {
         Rc::new(Shard {
             id,
             count,
@@ -78,13 +84,22 @@ impl Shard {
         batch.stamp_ingest(time::now_ms());
         let mut store = self.store.borrow_mut();
         for r in batch.records() {
-            debug_assert_eq!(self.owner(r.entity_id), self.id, "record routed to the wrong shard");
+            debug_assert_eq!(
+                self.owner(r.entity_id),
+                self.id,
+                "record routed to the wrong shard"
+            );
             store.apply(&r);
         }
     }
 
     /// Renders entity `id` (owned by `owner`) into `out`; false if it does not exist.
-    pub async fn get_entity(&self, owner: ShardId, id: &[u8], out: &mut Vec<u8>) -> Result<bool, Unavailable> {
+    pub async fn get_entity(
+        &self,
+        owner: ShardId,
+        id: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, Unavailable> {
         if owner == self.id {
             let store = self.store.borrow();
             return Ok(match store.get(id) {
@@ -105,7 +120,12 @@ impl Shard {
     }
 
     /// One listing page from shard `from`.
-    pub async fn page(&self, from: ShardId, query: PageQuery, page: &mut Page) -> Result<(), Unavailable> {
+    pub async fn page(
+        &self,
+        from: ShardId,
+        query: PageQuery,
+        page: &mut Page,
+    ) -> Result<(), Unavailable> {
         if from == self.id {
             self.store.borrow().page(&query, page);
             return Ok(());

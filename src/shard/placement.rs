@@ -43,10 +43,17 @@ fn explain_executor_error(e: &dyn std::fmt::Display, cfg: &Config) -> String {
 }
 
 fn memlock_limit_kib() -> Option<u64> {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass and has no other effects.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) };
-    (rc == 0).then(|| if r.rlim_cur == libc::RLIM_INFINITY { u64::MAX } else { r.rlim_cur / 1024 })
+    (rc == 0).then_some(if r.rlim_cur == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        r.rlim_cur / 1024
+    })
 }
 
 /// Blocks SIGINT and SIGTERM in the calling thread (and so in every thread it spawns
@@ -75,7 +82,10 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let cfg = Arc::new(cfg);
     let count = cfg.shard_count();
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-        StartError(format!("cannot create data directory {}: {e}", cfg.data_dir.display()))
+        StartError(format!(
+            "cannot create data directory {}: {e}",
+            cfg.data_dir.display()
+        ))
     })?;
     let sigset = block_signals();
     let shared = Arc::new(Shared::default());
@@ -97,7 +107,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 let (senders, mut receivers) = match mesh_builder.join().await {
                     Ok(x) => x,
                     Err(e) => {
-                        let _ = ready.send(Err(format!("shard {i}: cannot join the channel mesh: {e}")));
+                        let _ = ready
+                            .send(Err(format!("shard {i}: cannot join the channel mesh: {e}")));
                         return;
                     }
                 };
@@ -132,7 +143,10 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         env!("CARGO_PKG_VERSION"),
         cfg.listen_addr(),
         if count == 1 { "" } else { "s" },
-        (0..count).map(|i| cfg.cpu_for(i).to_string()).collect::<Vec<_>>().join(","),
+        (0..count)
+            .map(|i| cfg.cpu_for(i).to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         cfg.data_dir.display()
     );
 

@@ -47,12 +47,19 @@ fn find(props: &[u8], key: &[u8]) -> Option<Slot> {
     let mut off = 0;
     while off + 6 <= props.len() {
         let kl = u16::from_le_bytes([props[off], props[off + 1]]) as usize;
-        let vl = u32::from_le_bytes([props[off + 2], props[off + 3], props[off + 4], props[off + 5]])
-            as usize;
+        let vl = u32::from_le_bytes([
+            props[off + 2],
+            props[off + 3],
+            props[off + 4],
+            props[off + 5],
+        ]) as usize;
         let k = off + 6;
         let v = k + kl;
         if &props[k..v] == key {
-            return Some(Slot { vlen_at: off + 2, value: v..v + vl });
+            return Some(Slot {
+                vlen_at: off + 2,
+                value: v..v + vl,
+            });
         }
         off = v + vl;
     }
@@ -69,7 +76,8 @@ pub fn merge(props: &mut Vec<u8>, updates: &[u8]) {
                     props[slot.value].copy_from_slice(v);
                 } else {
                     props.splice(slot.value, v.iter().copied());
-                    props[slot.vlen_at..slot.vlen_at + 4].copy_from_slice(&(v.len() as u32).to_le_bytes());
+                    props[slot.vlen_at..slot.vlen_at + 4]
+                        .copy_from_slice(&(v.len() as u32).to_le_bytes());
                 }
             }
             None => crate::event::push_property(props, k, v),
@@ -100,7 +108,10 @@ impl Store {
                     merge(&mut props, r.properties);
                     self.entities.insert(
                         r.entity_id.into(),
-                        Entity { last_updated_ms: r.ingest_ms, props },
+                        Entity {
+                            last_updated_ms: r.ingest_ms,
+                            props,
+                        },
                     );
                 }
                 true
@@ -175,14 +186,22 @@ mod tests {
 
     fn pairs(p: &[u8]) -> Vec<(String, String)> {
         Properties(p)
-            .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap()))
+            .map(|(k, v)| {
+                (
+                    String::from_utf8(k.to_vec()).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn merge_replaces_in_place_and_appends_new_keys_in_order() {
         let mut p = props(&[("a", "1"), ("b", "\"x\""), ("c", "true")]);
-        merge(&mut p, &props(&[("b", "{\"deep\":[1,2]}"), ("d", "null"), ("a", "2")]));
+        merge(
+            &mut p,
+            &props(&[("b", "{\"deep\":[1,2]}"), ("d", "null"), ("a", "2")]),
+        );
         assert_eq!(
             pairs(&p),
             vec![
@@ -215,7 +234,16 @@ mod tests {
     fn apply_event_then_tombstone_then_recreate_starts_fresh() {
         use crate::ingest::decode::{EventRef, Property};
         let mut s = Store::default();
-        let ps = [Property { key: "t", value: b"1" }, Property { key: "u", value: b"2" }];
+        let ps = [
+            Property {
+                key: "t",
+                value: b"1",
+            },
+            Property {
+                key: "u",
+                value: b"2",
+            },
+        ];
         let ev = |ps| EventRef {
             event_id: None,
             stream: "s",
@@ -235,11 +263,17 @@ mod tests {
         t.push_tombstone(b"e", b"id2", 2);
         apply_batch(&mut s, &t);
         assert!(s.get(b"e").is_none());
-        let ps2 = [Property { key: "v", value: b"3" }];
+        let ps2 = [Property {
+            key: "v",
+            value: b"3",
+        }];
         let mut b2 = EventBatch::default();
         b2.push_event(&ev(&ps2), b"id3", 3);
         apply_batch(&mut s, &b2);
-        assert_eq!(pairs(&s.get(b"e").unwrap().props), vec![("v".into(), "3".into())]);
+        assert_eq!(
+            pairs(&s.get(b"e").unwrap().props),
+            vec![("v".into(), "3".into())]
+        );
     }
 
     #[test]
@@ -263,7 +297,10 @@ mod tests {
 
     #[test]
     fn entity_json_is_valid_and_values_are_byte_exact() {
-        let e = Entity { last_updated_ms: 1_707_912_000_000, props: props(&[("t", "22.50"), ("q\"", "\"\\u00e9\"")]) };
+        let e = Entity {
+            last_updated_ms: 1_707_912_000_000,
+            props: props(&[("t", "22.50"), ("q\"", "\"\\u00e9\"")]),
+        };
         let mut out = Vec::new();
         write_entity_json(&mut out, b"id/\"x", &e);
         let text = String::from_utf8(out.clone()).unwrap();

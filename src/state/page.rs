@@ -62,7 +62,8 @@ impl Store {
             }
             page.ids.extend_from_slice(id);
             write_entity_json(&mut page.json, id, e);
-            page.items.push((page.ids.len() as u32, page.json.len() as u32));
+            page.items
+                .push((page.ids.len() as u32, page.json.len() as u32));
         }
     }
 }
@@ -76,9 +77,15 @@ mod tests {
     fn pages_walk_everything_exactly_once() {
         let mut s = Store::default();
         for i in 0..1000 {
-            s.entities.insert(format!("e{i:04}").into_bytes().into(), Entity::default());
+            s.entities
+                .insert(format!("e{i:04}").into_bytes().into(), Entity::default());
         }
-        let mut q = PageQuery { prefix: b"e0".to_vec(), after: None, max_entities: 64, max_bytes: 1 << 20 };
+        let mut q = PageQuery {
+            prefix: b"e0".to_vec(),
+            after: None,
+            max_entities: 64,
+            max_bytes: 1 << 20,
+        };
         let mut page = Page::default();
         let mut seen = Vec::new();
         loop {
@@ -102,9 +109,15 @@ mod tests {
     fn byte_bound_stops_a_page_early() {
         let mut s = Store::default();
         for i in 0..10 {
-            s.entities.insert(format!("e{i}").into_bytes().into(), Entity::default());
+            s.entities
+                .insert(format!("e{i}").into_bytes().into(), Entity::default());
         }
-        let q = PageQuery { prefix: Vec::new(), after: None, max_entities: 100, max_bytes: 1 };
+        let q = PageQuery {
+            prefix: Vec::new(),
+            after: None,
+            max_entities: 100,
+            max_bytes: 1,
+        };
         let mut page = Page::default();
         s.page(&q, &mut page);
         assert_eq!(page.len(), 1);
