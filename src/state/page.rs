@@ -77,8 +77,7 @@ mod tests {
     fn pages_walk_everything_exactly_once() {
         let mut s = Store::default();
         for i in 0..1000 {
-            s.entities
-                .insert(format!("e{i:04}").into_bytes().into(), Entity::default());
+            s.insert(format!("e{i:04}").as_bytes(), Entity::default());
         }
         let mut q = PageQuery {
             prefix: b"e0".to_vec(),
@@ -109,8 +108,7 @@ mod tests {
     fn byte_bound_stops_a_page_early() {
         let mut s = Store::default();
         for i in 0..10 {
-            s.entities
-                .insert(format!("e{i}").into_bytes().into(), Entity::default());
+            s.insert(format!("e{i}").as_bytes(), Entity::default());
         }
         let q = PageQuery {
             prefix: Vec::new(),
