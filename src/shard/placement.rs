@@ -135,7 +135,21 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         match ready_rx.recv() {
             Ok(Ok(_)) => {}
             Ok(Err(msg)) => return Err(StartError(msg)),
-            Err(_) => return Err(StartError("a shard stopped during start-up".into())),
+            Err(_) => {
+                // A shard thread ended before reporting: its executor could not be
+                // built (io_uring setup happens on the shard's own thread).
+                let reasons: Vec<String> = handles
+                    .into_iter()
+                    .filter_map(|h| h.join().err())
+                    .map(|e| explain_executor_error(&e, &cfg))
+                    .collect();
+                return Err(StartError(
+                    reasons
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| "a shard stopped during start-up".to_string()),
+                ));
+            }
         }
     }
     println!(
