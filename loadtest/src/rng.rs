@@ -48,6 +48,15 @@ pub enum KeyDist {
     Zipf(f64),
 }
 
+impl std::fmt::Display for KeyDist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyDist::Uniform => write!(f, "uniform"),
+            KeyDist::Zipf(s) => write!(f, "zipf:{s}"),
+        }
+    }
+}
+
 /// Draws ranks in `[0, n)` from a [`KeyDist`]. Zipf uses rejection-inversion
 /// (Hörmann & Derflinger 1996): O(1) memory and expected O(1) time, so a
 /// million-entity key space costs nothing to set up.
@@ -65,10 +74,6 @@ impl KeySampler {
             KeyDist::Zipf(s) => Some(Zipf::new(n, s)),
         };
         KeySampler { n, zipf }
-    }
-
-    pub fn len(&self) -> u64 {
-        self.n
     }
 
     pub fn sample(&self, rng: &mut Rng) -> u64 {
@@ -173,7 +178,9 @@ mod tests {
         let sampler = KeySampler::new(KeyDist::Zipf(1.1), 10_000);
         let draw = |seed| {
             let mut rng = Rng::derive(seed, 3);
-            (0..1000).map(|_| sampler.sample(&mut rng)).collect::<Vec<_>>()
+            (0..1000)
+                .map(|_| sampler.sample(&mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));

@@ -68,6 +68,7 @@ impl Schedule {
         }
     }
 
+    #[cfg(test)]
     pub fn total_units(&self) -> f64 {
         self.total_units
     }
@@ -85,7 +86,7 @@ impl Schedule {
             .find(|s| s.rate > 0.0 && s.units_before <= u)?;
         let t = seg.start_s + (u - seg.units_before) / seg.rate;
         // Rounding at a boundary may land a hair past the segment's end.
-        Some((t.min(seg.end_s) * 1e9) as Nanos)
+        Some((t.min(seg.end_s) * 1e9).round() as Nanos)
     }
 
     /// Rate in units/s at time `t` (for the progress line).
@@ -151,8 +152,8 @@ pub fn due(intended: Nanos, now: Nanos, max_lag: Duration) -> Due {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Stats;
     use crate::config::Op;
+    use crate::stats::Stats;
 
     fn st(secs: f64, rate: f64) -> Stage {
         Stage {
@@ -183,7 +184,10 @@ mod tests {
 
     #[test]
     fn zero_rate_stage_is_a_pause() {
-        let s = Schedule::new(Duration::ZERO, &[st(1.0, 10.0), st(1.0, 0.0), st(1.0, 10.0)]);
+        let s = Schedule::new(
+            Duration::ZERO,
+            &[st(1.0, 10.0), st(1.0, 0.0), st(1.0, 10.0)],
+        );
         assert_eq!(s.time_at(9.0), Some(900_000_000));
         assert_eq!(s.time_at(10.0), Some(2_000_000_000));
         assert_eq!(s.time_at(19.0), Some(2_900_000_000));
@@ -291,7 +295,11 @@ mod tests {
     fn requests_later_than_max_lag_are_dropped_and_counted() {
         let stats = simulate(Duration::from_millis(500));
         // Scheduled in [2.0, 2.5) s: more than 500 ms late at 3.001 s.
-        assert!((49..=51).contains(&stats.dropped), "dropped {}", stats.dropped);
+        assert!(
+            (49..=51).contains(&stats.dropped),
+            "dropped {}",
+            stats.dropped
+        );
         assert_eq!(stats.latency.len() + stats.dropped, 1000);
         assert!(stats.latency.value_at_quantile(0.99) > 400_000);
     }
