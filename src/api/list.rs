@@ -28,11 +28,13 @@ impl ListQuery {
         let mut q = ListQuery::default();
         let mut prefix: Option<Vec<u8>> = None;
         let mut namespace: Option<Vec<u8>> = None;
+        let mut key = Vec::new();
         for (k, v) in query_pairs(query.unwrap_or(b"")) {
             let mut val = Vec::new();
-            percent_decode(v, true, &mut val)
-                .map_err(|_| "invalid percent-encoding in the query")?;
-            match k {
+            let bad = |_| "invalid percent-encoding in the query";
+            percent_decode(k, true, &mut key).map_err(bad)?;
+            percent_decode(v, true, &mut val).map_err(bad)?;
+            match &key[..] {
                 b"prefix" => prefix = Some(val),
                 b"namespace" => namespace = Some(val),
                 b"after" => q.after = Some(val),
@@ -182,6 +184,7 @@ mod tests {
             ListQuery::parse(Some(b"prefix=a%2Fb+c")).unwrap().prefix,
             b"a/b c"
         );
+        assert_eq!(ListQuery::parse(Some(b"%70refix=x")).unwrap().prefix, b"x");
     }
 
     #[test]

@@ -51,12 +51,12 @@ pub fn route(method: Method, path: &[u8]) -> Route {
         }
     };
     match path {
-        b"/health" => one(method, Get, Health, b"Allow: GET\r\n"),
+        b"/health" => one(method, Get, Health, b"Allow: GET, HEAD\r\n"),
         b"/api/events" => one(method, Post, PostEvent, b"Allow: POST\r\n"),
         b"/api/events/batch" => one(method, Post, PostBatch, b"Allow: POST\r\n"),
-        b"/api/state/entities" => one(method, Get, ListEntities, b"Allow: GET\r\n"),
+        b"/api/state/entities" => one(method, Get, ListEntities, b"Allow: GET, HEAD\r\n"),
         _ if path.len() > ENTITY_PREFIX.len() && path.starts_with(ENTITY_PREFIX) => {
-            one(method, Get, GetEntity, b"Allow: GET\r\n")
+            one(method, Get, GetEntity, b"Allow: GET, HEAD\r\n")
         }
         _ => Route::NotFound,
     }
@@ -96,7 +96,7 @@ mod tests {
         );
         assert_eq!(
             route(Method::Delete, b"/health"),
-            Route::MethodNotAllowed(b"Allow: GET\r\n")
+            Route::MethodNotAllowed(b"Allow: GET, HEAD\r\n")
         );
     }
 

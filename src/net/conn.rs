@@ -15,7 +15,7 @@ use glommio::net::TcpStream;
 
 use crate::api::{self, Reply, Request};
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::parse::{self, BodyKind, Head};
+use crate::http::parse::{self, BodyKind, Head, Method};
 use crate::http::query::percent_decode;
 use crate::http::respond::{self, Persist};
 use crate::http::route::{self, BodyClass};
@@ -97,7 +97,7 @@ impl Conn {
 
     /// Reads more bytes, giving up at `deadline`. Returns the count read (> 0).
     async fn fill(&mut self, deadline: Instant, at_least: usize) -> Result<usize, ReadEnd> {
-        self.reserve(at_least.clamp(1, READ_BUF_BYTES));
+        self.reserve(at_least.max(1));
         let now = Instant::now();
         if now >= deadline {
             return Err(ReadEnd::TimedOut);
@@ -186,11 +186,13 @@ impl Conn {
                     return;
                 }
             };
-            head_started = None;
             let shard = self.shard.clone();
             shard.in_flight.set(shard.in_flight.get() + 1);
             let keep = self.serve_one(head, body_timeout).await;
             shard.in_flight.set(shard.in_flight.get() - 1);
+            // Bytes left behind a pipelined request are the start of the next head:
+            // its header timeout runs from now, not the idle timeout.
+            head_started = (self.start < self.end).then(Instant::now);
             if !keep {
                 let _ = self.flush().await;
                 return;
@@ -209,7 +211,10 @@ impl Conn {
             self.fail(e.status(), e.message()).await;
             return false;
         }
-        let route = route::route(head.method, &self.scratch.path);
+        // HEAD is answered like GET, without the body (RFC 9110 §9.3.2).
+        let is_head = head.method == Method::Head;
+        let method = if is_head { Method::Get } else { head.method };
+        let route = route::route(method, &self.scratch.path);
         let limit = match route.body_class() {
             BodyClass::Single => cfg.body_limit_single_bytes,
             BodyClass::Batch => cfg.body_limit_batch_bytes,
@@ -245,10 +250,12 @@ impl Conn {
                             return false;
                         }
                     }
-                    let missing = total - (self.end - self.start);
-                    self.reserve(missing);
                     while self.end - self.start < total {
-                        let want = total - (self.end - self.start);
+                        // Grow with the bytes that actually arrive (at most doubling),
+                        // never to the declared length up front: an announced but
+                        // unsent 10 MiB body must not pin 10 MiB.
+                        let want = (total - (self.end - self.start))
+                            .min((self.end - self.start).max(READ_BUF_BYTES));
                         match self.fill(body_deadline, want).await {
                             Ok(_) => {}
                             Err(ReadEnd::TimedOut) => {
@@ -327,6 +334,7 @@ impl Conn {
             persist,
             http10: head.minor_version == 0,
         };
+        let mark = self.out.len();
         let reply = api::dispatch(
             &self.shard,
             &req,
@@ -336,7 +344,17 @@ impl Conn {
         )
         .await;
         match reply {
-            Reply::Done => {}
+            Reply::Done => {
+                if is_head {
+                    strip_body(&mut self.out, mark);
+                }
+            }
+            Reply::Stream(_) if is_head => {
+                respond::stream_head(&mut self.out, persist, req.http10);
+                if req.http10 {
+                    return false;
+                }
+            }
             Reply::Stream(list) => {
                 let http10 = req.http10;
                 if api::list::stream(
@@ -369,6 +387,13 @@ impl Conn {
             return false;
         }
         true
+    }
+}
+
+/// Cuts the body off the response that starts at `mark` (for HEAD).
+fn strip_body(out: &mut Vec<u8>, mark: usize) {
+    if let Some(i) = out[mark..].windows(4).position(|w| w == b"\r\n\r\n") {
+        out.truncate(mark + i + 4);
     }
 }
 

@@ -1,10 +1,11 @@
 //! Starts one pinned glommio executor per shard, joins them into a channel mesh, and
 //! waits for SIGINT/SIGTERM.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -14,6 +15,10 @@ use super::{Shard, ShardId, Shared};
 use crate::config::Config;
 use crate::limits::MESH_CHANNEL_CAPACITY;
 use crate::net::listener;
+
+/// Shards must have joined the mesh and bound their sockets within this (recovery,
+/// once the log exists, happens after and is reported by `/health`).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server could not start; printed as is before exiting with status 1.
 #[derive(Debug)]
@@ -70,6 +75,17 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// A blocked SIGINT/SIGTERM that is pending, taking it; `None` if there is none.
+fn pending_signal(set: &libc::sigset_t) -> Option<i32> {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `set` is initialised; a null siginfo pointer is allowed.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &zero) };
+    (sig > 0).then_some(sig)
+}
+
 fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     let mut sig: libc::c_int = 0;
     // SAFETY: `set` is a valid, initialised signal set; sigwait writes `sig`.
@@ -104,7 +120,24 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
             .preempt_timer(Duration::from_millis(10));
         let handle = builder
             .spawn(move || async move {
-                let (senders, mut receivers) = match mesh_builder.join().await {
+                // glommio's shared-channel handshake registers a "connection waker"
+                // that only a reactor turn polls; a reactor asleep in io_uring with
+                // nothing else to do never turns, and start-up hangs (seen under CPU
+                // load, cf. glommio issue #261). A 1 ms heartbeat keeps it turning
+                // until the mesh is joined.
+                let joined = Rc::new(Cell::new(false));
+                glommio::spawn_local({
+                    let joined = joined.clone();
+                    async move {
+                        while !joined.get() {
+                            glommio::timer::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                })
+                .detach();
+                let mesh = mesh_builder.join().await;
+                joined.set(true);
+                let (senders, mut receivers) = match mesh {
                     Ok(x) => x,
                     Err(e) => {
                         let _ = ready
@@ -131,11 +164,24 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     }
     drop(ready_tx);
 
-    for _ in 0..count {
-        match ready_rx.recv() {
-            Ok(Ok(_)) => {}
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut ready = 0;
+    while ready < count {
+        // A signal during start-up stops it, as it would a running server.
+        if let Some(sig) = pending_signal(&sigset) {
+            return Err(StartError(format!("signal {sig} received during start-up")));
+        }
+        if Instant::now() > deadline {
+            return Err(StartError(format!(
+                "only {ready} of {count} shards started within {} s",
+                STARTUP_TIMEOUT.as_secs()
+            )));
+        }
+        match ready_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Ok(_)) => ready += 1,
             Ok(Err(msg)) => return Err(StartError(msg)),
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // A shard thread ended before reporting: its executor could not be
                 // built (io_uring setup happens on the shard's own thread).
                 let reasons: Vec<String> = handles
