@@ -11,6 +11,7 @@
 //! | [`http`] | request parsing, routing, response writing |
 //! | [`api`] | endpoint handlers |
 //! | [`ingest`] | JSON event decoding and validation |
+//! | [`ids`] | UUIDv7 event ids, per shard, lock-free |
 //! | [`event`] | the binary record an event travels (and will be logged) as |
 //! | [`state`] | a shard's entity store |
 //! | [`json`], [`time`] | output helpers |
@@ -19,6 +20,7 @@ pub mod api;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod ids;
 pub mod ingest;
 pub mod json;
 pub mod limits;

@@ -38,8 +38,16 @@ DATA=$(mktemp -d)
 FLUX_LISTEN=127.0.0.1:$FPORT FLUX_DATA_DIR=$DATA FLUX_SHARDS=$SHARDS FLUX_CPUS=$CPUS "$FLUX" >/dev/null 2>&1 &
 FPID=$!
 sleep 0.5
-if [ "$WL" = get ]; then  # fill the ids that GET reads
-  $WRK_PIN wrk -t1 -c16 -d3s -s "$HERE/wrk-post-event.lua" "http://127.0.0.1:$FPORT" >/dev/null 2>&1
+if [ "$WL" = get ]; then  # create every id that wrk-get.lua reads, so no GET is a 404
+  python3 - "$FPORT" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+for start in range(0, 100000, 1000):
+    evs = ",".join('{"stream":"bench","source":"fill","payload":{"entity_id":"wrk-0-%06d","properties":{"temp":22.5,"unit":"celsius","seq":%d}}}' % (i, i) for i in range(start, start + 1000))
+    c.request("POST", "/api/events/batch", '{"events":[' + evs + ']}')
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
 fi
 FOUT=$(run_wrk "http://127.0.0.1:$FPORT")
 kill "$FPID"; wait "$FPID" 2>/dev/null || true

@@ -5,8 +5,6 @@
 //! each other shard gets one message per request, never one per event. The response
 //! goes out only after every owning shard has applied its part (read your writes).
 
-use uuid::Uuid;
-
 use super::Request;
 use crate::event::EventBatch;
 use crate::http::respond;
@@ -16,13 +14,17 @@ use crate::limits::BATCH_EVENTS_MAX;
 use crate::shard::{Shard, ShardId};
 use crate::time;
 
-/// Generates a UUIDv7 (time-ordered) into `buf` unless the client sent an id, and
-/// returns the id to report.
+/// The id to report: the client's, or a fresh UUIDv7 written into `buf`.
 #[inline]
-fn event_id<'a>(ev: &'a EventRef<'_>, buf: &'a mut [u8; 36]) -> &'a [u8] {
+fn event_id<'a>(
+    shard: &Shard,
+    ev: &'a EventRef<'_>,
+    now_ms: u64,
+    buf: &'a mut [u8; 36],
+) -> &'a [u8] {
     match ev.event_id {
         Some(id) => id.as_bytes(),
-        None => Uuid::now_v7().hyphenated().encode_lower(buf).as_bytes(),
+        None => shard.ids.borrow_mut().next_str(now_ms, buf),
     }
 }
 
@@ -48,7 +50,7 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
     let mut batch = EventBatch::default();
     let decoded = shard.decoder.borrow_mut().decode_single(req.body, |ev| {
         let mut id_buf = [0u8; 36];
-        let id = event_id(ev, &mut id_buf);
+        let id = event_id(shard, ev, now, &mut id_buf);
         write_ack(body, id, ev.stream);
         batch.buf.reserve(req.body.len() + 64);
         batch.push_event(ev, id, ev.timestamp_ms.unwrap_or(now));
@@ -98,7 +100,7 @@ pub async fn post_batch(
             match ev {
                 Ok(ev) => {
                     let mut id_buf = [0u8; 36];
-                    let id = event_id(ev, &mut id_buf);
+                    let id = event_id(shard, ev, now, &mut id_buf);
                     write_ack(results, id, ev.stream);
                     let owner = shard.owner(ev.entity_id.as_bytes());
                     batches[owner.index()].push_event(ev, id, ev.timestamp_ms.unwrap_or(now));

@@ -17,6 +17,7 @@ pub use router::{shard_for, ShardId};
 
 use crate::config::Config;
 use crate::event::EventBatch;
+use crate::ids::EventIdGen;
 use crate::ingest::decode::Decoder;
 use crate::state::{write_entity_json, Page, PageQuery, Store};
 use crate::time;
@@ -47,6 +48,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// Requests of this shard's connections between head and response.
     pub in_flight: Cell<usize>,
+    /// Event ids for events parsed on this shard.
+    pub ids: RefCell<EventIdGen>,
 }
 
 impl Shard {
@@ -67,6 +70,7 @@ impl Shard {
             decoder: RefCell::new(Decoder::new()),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
+            ids: RefCell::new(EventIdGen::new(id.0)),
         })
     }
 
