@@ -55,7 +55,7 @@ fn batch_for(ids: impl Iterator<Item = usize>, seed: usize) -> EventBatch {
 }
 
 fn apply_all(store: &mut Store, batch: &EventBatch) -> usize {
-    batch.records().filter(|r| store.apply(r)).count()
+    batch.records().filter(|r| store.apply(r, 0)).count()
 }
 
 fn bench(c: &mut Criterion) {

@@ -111,6 +111,16 @@ pub struct Config {
     #[arg(long = "sync", env = "FLUX_SYNC", default_value = "interval:100")]
     pub sync: SyncMode,
 
+    /// Size of each log segment file in bytes (preallocated). At least 1 MiB and at
+    /// least twice the batch body limit, so any request's part fits one segment.
+    #[arg(long = "segment-bytes", env = "FLUX_SEGMENT_BYTES", default_value_t = crate::log::SEGMENT_BYTES_DEFAULT)]
+    pub segment_bytes: u64,
+
+    /// Recovery policy for corruption found before the log's tail: `strict` stops
+    /// start-up; `tolerate` skips the rest of the damaged segment and goes on.
+    #[arg(long = "recovery", env = "FLUX_RECOVERY", default_value = "strict", value_parser = ["strict", "tolerate"])]
+    pub recovery: String,
+
     /// Largest body of POST /api/events in bytes (413 above).
     #[arg(long = "body-limit-single-bytes", env = "FLUX_BODY_LIMIT_SINGLE_BYTES", default_value_t = limits::BODY_SINGLE_BYTES_MAX)]
     pub body_limit_single_bytes: usize,
@@ -154,6 +164,13 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn recovery_mode(&self) -> crate::log::scan::RecoveryMode {
+        match self.recovery.as_str() {
+            "tolerate" => crate::log::scan::RecoveryMode::Tolerate,
+            _ => crate::log::scan::RecoveryMode::Strict,
+        }
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], self.port)))
@@ -192,6 +209,15 @@ impl Config {
         }
         if self.max_connections_per_shard == 0 {
             return Err("FLUX_MAX_CONNECTIONS_PER_SHARD must be at least 1".into());
+        }
+        if self.segment_bytes < crate::log::SEGMENT_BYTES_MIN
+            || self.segment_bytes < 2 * self.body_limit_batch_bytes as u64 + 4096
+        {
+            return Err(format!(
+                "FLUX_SEGMENT_BYTES must be at least 1 MiB and at least twice the batch body \
+                 limit plus 4 KiB ({} bytes)",
+                2 * self.body_limit_batch_bytes as u64 + 4096
+            ));
         }
         if self.io_memory_kib < 64 {
             return Err("FLUX_IO_MEMORY_KIB must be at least 64".into());

@@ -8,10 +8,12 @@
 //! Record layout (all integers little endian):
 //!
 //! ```text
-//! +--------+------+-----------+--------------+-----+----------+-----+--------+-----+--------+
-//! | len u32| kind | ingest_ms | timestamp_ms | idl | event_id | stl | stream | sol | source |
-//! |        | u8   | u64       | u64          | u8  | idl B    | u8  | stl B  | u8  | sol B  |
-//! +--------+------+-----------+--------------+-----+----------+-----+--------+-----+--------+
+//! +--------+------+-----------+--------------+----------+-----+----------+-----+--------+
+//! | len u32| kind | ingest_ms | timestamp_ms | prev_lsn | idl | event_id | stl | stream |
+//! |        | u8   | u64       | u64          | u64      | u8  | idl B    | u8  | stl B  |
+//! +--------+------+-----------+--------------+----------+-----+----------+-----+--------+
+//! | sol u8 | source sol B |
+//! +--------+--------------+
 //! | keyl u32 | key (raw JSON) | schl u32 | schema (raw JSON) | entl u16 | entity_id |
 //! | propl u32 | properties: repeated [kl u16][vl u32][key kl B][value vl B]           |
 //! +-------------------------------------------------------------------------------------+
@@ -20,7 +22,9 @@
 //! `len` counts the whole record including itself. `kind` is 1 for an event, 2 for a
 //! tombstone (which has no properties). A length of 0 for key/schema means absent (raw
 //! JSON text is never empty). `ingest_ms` is 0 until the owning shard stamps it when it
-//! applies the record. Property values are the raw JSON text the client sent.
+//! applies the record. `prev_lsn` is the log position of the previous record of the same
+//! entity (0 = none), also stamped by the owning shard: it chains an entity's history
+//! through the log so that reading it costs time proportional to the answer. Property values are the raw JSON text the client sent.
 
 use crate::ingest::decode::EventRef;
 
@@ -30,7 +34,8 @@ pub const KIND_TOMBSTONE: u8 = 2;
 const OFF_KIND: usize = 4;
 const OFF_INGEST: usize = 5;
 const OFF_TIMESTAMP: usize = 13;
-const OFF_VAR: usize = 21;
+const OFF_PREV: usize = 21;
+const OFF_VAR: usize = 29;
 
 /// Encoded records bound for one shard.
 #[derive(Debug, Default)]
@@ -88,6 +93,7 @@ impl EventBatch {
         b.push(KIND_EVENT);
         b.extend_from_slice(&0u64.to_le_bytes());
         b.extend_from_slice(&timestamp_ms.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
         push_u8_str(b, event_id);
         push_u8_str(b, ev.stream.as_bytes());
         push_u8_str(b, ev.source.as_bytes());
@@ -115,6 +121,7 @@ impl EventBatch {
         b.push(KIND_TOMBSTONE);
         b.extend_from_slice(&0u64.to_le_bytes());
         b.extend_from_slice(&now_ms.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
         push_u8_str(b, event_id);
         push_u8_str(b, b"");
         push_u8_str(b, b"");
@@ -137,6 +144,24 @@ impl EventBatch {
                 .copy_from_slice(&ingest_ms.to_le_bytes());
             off += len;
         }
+    }
+
+    /// Offsets of the records in `buf`, in order.
+    pub fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut off = 0;
+        std::iter::from_fn(move || {
+            if off + OFF_VAR > self.buf.len() {
+                return None;
+            }
+            let at = off;
+            off += read_u32(&self.buf, off) as usize;
+            Some(at)
+        })
+    }
+
+    /// Sets `prev_lsn` of the record at `offset`.
+    pub fn set_prev_lsn(&mut self, offset: usize, lsn: u64) {
+        self.buf[offset + OFF_PREV..offset + OFF_PREV + 8].copy_from_slice(&lsn.to_le_bytes());
     }
 
     pub fn records(&self) -> Records<'_> {
@@ -175,6 +200,7 @@ pub struct Record<'a> {
     pub kind: u8,
     pub ingest_ms: u64,
     pub timestamp_ms: u64,
+    pub prev_lsn: u64,
     pub event_id: &'a [u8],
     pub stream: &'a [u8],
     pub source: &'a [u8],
@@ -225,6 +251,7 @@ impl<'a> Record<'a> {
                 kind: rec[OFF_KIND],
                 ingest_ms: read_u64(rec, OFF_INGEST),
                 timestamp_ms: read_u64(rec, OFF_TIMESTAMP),
+                prev_lsn: read_u64(rec, OFF_PREV),
                 event_id,
                 stream,
                 source,

@@ -13,6 +13,7 @@
 //! | [`ingest`] | JSON event decoding and validation |
 //! | [`ids`] | UUIDv7 event ids, per shard, lock-free |
 //! | [`event`] | the binary record an event travels (and will be logged) as |
+//! | [`log`] | a shard's memory-mapped segment log, durability, recovery scan |
 //! | [`state`] | a shard's entity store |
 //! | [`json`], [`time`] | output helpers |
 
@@ -24,6 +25,7 @@ pub mod ids;
 pub mod ingest;
 pub mod json;
 pub mod limits;
+pub mod log;
 pub mod net;
 pub mod shard;
 pub mod state;

@@ -11,7 +11,7 @@ use crate::http::respond;
 use crate::ingest::decode::{DecodeError, EventRef};
 use crate::json;
 use crate::limits::BATCH_EVENTS_MAX;
-use crate::shard::{Shard, ShardId};
+use crate::shard::{ApplyError, Shard, ShardId};
 use crate::time;
 
 /// The id to report: the client's, or a fresh UUIDv7 written into `buf`.
@@ -63,19 +63,22 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
             return;
         }
     };
-    if owner == shard.id {
-        shard.apply_local(&mut batch);
-    } else {
-        let applied = match shard.mesh.send_apply(owner, batch).await {
-            Ok(rx) => rx.await.is_ok(),
-            Err(_) => false,
-        };
-        if !applied {
-            super::unavailable(out);
-            return;
+    let sync = shard.sync_always();
+    let result = if owner == shard.id {
+        match shard.apply_local(&mut batch) {
+            Ok(end) if sync => shard.sync_to(end).await,
+            r => r.map(|_| ()),
         }
+    } else {
+        match shard.mesh.send_apply(owner, batch, sync).await {
+            Ok(rx) => rx.await.unwrap_or(Err(ApplyError::Unavailable)),
+            Err(_) => Err(ApplyError::Unavailable),
+        }
+    };
+    match result {
+        Ok(()) => respond::json(out, 200, req.persist, b"", body),
+        Err(e) => super::apply_failed(out, req, &e),
     }
-    respond::json(out, 200, req.persist, b"", body);
 }
 
 pub async fn post_batch(
@@ -149,27 +152,32 @@ pub async fn post_batch(
     }
 
     // Ship every remote part first, then apply the local one, then wait for all.
+    let sync = shard.sync_always();
     let mut pending = Vec::new();
-    let mut ok = true;
+    let mut result: Result<(), ApplyError> = Ok(());
     for (i, batch) in batches.iter_mut().enumerate() {
         let to = ShardId(i as u16);
         if to == shard.id || batch.is_empty() {
             continue;
         }
-        match shard.mesh.send_apply(to, std::mem::take(batch)).await {
+        match shard.mesh.send_apply(to, std::mem::take(batch), sync).await {
             Ok(rx) => pending.push(rx),
-            Err(_) => ok = false,
+            Err(_) => result = Err(ApplyError::Unavailable),
         }
     }
     let local = &mut batches[shard.id.index()];
     if !local.is_empty() {
-        shard.apply_local(local);
+        let r = match shard.apply_local(local) {
+            Ok(end) if sync => shard.sync_to(end).await,
+            r => r.map(|_| ()),
+        };
+        result = result.and(r);
     }
     for rx in pending {
-        ok &= rx.await.is_ok();
+        result = result.and(rx.await.unwrap_or(Err(ApplyError::Unavailable)));
     }
-    if !ok {
-        super::unavailable(out);
+    if let Err(e) = result {
+        super::apply_failed(out, req, &e);
         return;
     }
     body.extend_from_slice(b"{\"successful\":");

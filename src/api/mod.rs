@@ -7,7 +7,7 @@ pub mod list;
 
 use crate::http::respond::{self, Persist};
 use crate::http::route::{Endpoint, Route};
-use crate::shard::Shard;
+use crate::shard::{ApplyError, Shard};
 
 /// A request as handlers see it; everything borrows from the connection's buffers.
 pub struct Request<'a> {
@@ -47,6 +47,10 @@ pub async fn dispatch(
             return Reply::Done;
         }
     };
+    if !shard.ready() {
+        recovering(shard, endpoint, req, out);
+        return Reply::Done;
+    }
     match endpoint {
         Endpoint::Health => {
             respond::json(out, 200, req.persist, b"", b"{\"status\":\"ok\"}");
@@ -74,6 +78,18 @@ pub async fn dispatch(
     }
 }
 
+/// The answer to writes that could not be applied.
+#[cold]
+pub fn apply_failed(out: &mut Vec<u8>, req: &Request<'_>, e: &ApplyError) {
+    match e {
+        ApplyError::Unavailable => unavailable(out),
+        ApplyError::Storage(msg) => {
+            let msg = format!("storage unavailable, the write was not applied: {msg}");
+            respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
+        }
+    }
+}
+
 /// 503 for a shard that is going away mid-request.
 #[cold]
 pub fn unavailable(out: &mut Vec<u8>) {
@@ -84,4 +100,28 @@ pub fn unavailable(out: &mut Vec<u8>) {
         b"Retry-After: 1\r\n",
         "shutting down",
     );
+}
+
+/// 503 while shards recover; `/health` reports progress.
+#[cold]
+fn recovering(shard: &Shard, endpoint: Endpoint, req: &Request<'_>, out: &mut Vec<u8>) {
+    use std::sync::atomic::Ordering;
+    let done = shard.shared.recovered.load(Ordering::Acquire);
+    let replayed = shard.shared.replayed.load(Ordering::Relaxed);
+    if endpoint == Endpoint::Health {
+        let body = format!(
+            "{{\"status\":\"recovering\",\"shards_recovered\":{done},\"shards\":{},\"records_replayed\":{replayed}}}",
+            shard.count
+        );
+        respond::json(
+            out,
+            503,
+            req.persist,
+            b"Retry-After: 1\r\n",
+            body.as_bytes(),
+        );
+    } else {
+        let msg = format!("recovering: {done} of {} shards ready", shard.count);
+        respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
+    }
 }

@@ -13,9 +13,12 @@ use crate::state::{Page, PageQuery};
 /// What a shard can be asked by another.
 pub enum Request {
     /// Apply these records (all owned by the receiver) in order; answer when applied.
+    /// Log and apply these records (owned by the receiver) in order; answer when
+    /// applied, or once durable if `sync`.
     Apply {
         batch: EventBatch,
-        reply: oneshot::Sender<()>,
+        sync: bool,
+        reply: oneshot::Sender<Result<(), super::ApplyError>>,
     },
     /// Render entity `id` as JSON, or `None` if it does not exist.
     Get {
@@ -61,10 +64,18 @@ impl Mesh {
         &self,
         to: ShardId,
         batch: EventBatch,
-    ) -> Result<oneshot::Receiver<()>, Unavailable> {
+        sync: bool,
+    ) -> Result<oneshot::Receiver<Result<(), super::ApplyError>>, Unavailable> {
         let (tx, rx) = oneshot::channel();
         self.senders
-            .send_to(to.index(), Request::Apply { batch, reply: tx })
+            .send_to(
+                to.index(),
+                Request::Apply {
+                    batch,
+                    sync,
+                    reply: tx,
+                },
+            )
             .await
             .map_err(|_| Unavailable)?;
         Ok(rx)

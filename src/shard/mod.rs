@@ -6,19 +6,22 @@
 
 pub mod mesh;
 pub mod placement;
+pub mod recovery;
 pub mod router;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub use router::{shard_for, ShardId};
 
-use crate::config::Config;
-use crate::event::EventBatch;
+use crate::config::{Config, SyncMode};
+use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
 use crate::ingest::decode::Decoder;
+use crate::log::durable::Durability;
+use crate::log::{AppendError, ShardLog, FRAME_EVENTS};
 use crate::state::{write_entity_json, Page, PageQuery, Store};
 use crate::time;
 use mesh::{Mesh, Request, Unavailable};
@@ -31,6 +34,10 @@ pub struct Shared {
     /// Shards that have finished their own open requests after shutdown began. A shard
     /// keeps serving its peers until all have, since their requests may need it.
     pub drained: AtomicUsize,
+    /// Shards whose recovery has finished.
+    pub recovered: AtomicUsize,
+    /// Records replayed so far by all shards (recovery progress for `/health`).
+    pub replayed: AtomicU64,
 }
 
 /// Everything one shard owns. Lives in an `Rc` on its executor; never crosses threads.
@@ -50,6 +57,37 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Event ids for events parsed on this shard.
     pub ids: RefCell<EventIdGen>,
+    /// This shard's log; `None` only until recovery has finished.
+    pub log: RefCell<Option<ShardLog>>,
+    pub durability: Durability,
+    /// A weak self-reference, to hand `Rc<Shard>` to spawned tasks.
+    me: std::rc::Weak<Shard>,
+}
+
+/// Why records could not be applied.
+#[derive(Debug, Clone)]
+pub enum ApplyError {
+    /// The shard is going away.
+    Unavailable,
+    /// The log could not take the write (disk full, I/O error): 503, reads go on.
+    Storage(String),
+}
+
+impl From<AppendError> for ApplyError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Io(e) => ApplyError::Storage(e.to_string()),
+            AppendError::TooLarge => {
+                ApplyError::Storage("request part larger than a log segment".into())
+            }
+        }
+    }
+}
+
+impl From<Unavailable> for ApplyError {
+    fn from(_: Unavailable) -> Self {
+        ApplyError::Unavailable
+    }
 }
 
 impl Shard {
@@ -59,19 +97,34 @@ impl Shard {
         config: Arc<Config>,
         shared: Arc<Shared>,
         mesh: Mesh,
+        store: Store,
     ) -> Rc<Self> {
-        Rc::new(Shard {
+        Rc::new_cyclic(|me| Shard {
             id,
             count,
             config,
             shared,
-            store: RefCell::new(Store::default()),
+            store: RefCell::new(store),
             mesh,
             decoder: RefCell::new(Decoder::new()),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
             ids: RefCell::new(EventIdGen::new(id.0)),
+            log: RefCell::new(None),
+            durability: Durability::default(),
+            me: me.clone(),
         })
+    }
+
+    fn me(&self) -> Rc<Shard> {
+        self.me
+            .upgrade()
+            .expect("a shard outlives its tasks' calls")
+    }
+
+    /// Whether every shard has recovered and serves requests.
+    pub fn ready(&self) -> bool {
+        self.shared.recovered.load(Ordering::Acquire) == self.count
     }
 
     #[inline]
@@ -83,18 +136,46 @@ impl Shard {
         self.shared.shutting_down.load(Ordering::Relaxed)
     }
 
-    /// Applies records owned by this shard.
-    pub fn apply_local(&self, batch: &mut EventBatch) {
+    /// Logs and applies records owned by this shard, in order, as one frame (so the
+    /// part is atomic within this shard). Returns the LSN just past the frame, which a
+    /// durable acknowledgement must wait for.
+    pub fn apply_local(&self, batch: &mut EventBatch) -> Result<u64, ApplyError> {
         batch.stamp_ingest(time::now_ms());
+        let mut log_guard = self.log.borrow_mut();
+        let log = log_guard
+            .as_mut()
+            .expect("writes arrive only after recovery");
+        let frame_lsn = log.reserve(batch.buf.len()).map_err(ApplyError::from)?;
+        let base = frame_lsn + ShardLog::PAYLOAD_OFFSET;
         let mut store = self.store.borrow_mut();
-        for r in batch.records() {
+        let mut off = 0;
+        while off < batch.buf.len() {
+            let (r, len) = Record::parse(&batch.buf[off..]).expect("records are encoded by us");
             debug_assert_eq!(
                 self.owner(r.entity_id),
                 self.id,
                 "record routed to the wrong shard"
             );
-            store.apply(&r);
+            let prev = store.last_lsn(r.entity_id);
+            batch.set_prev_lsn(off, prev);
+            let (r, _) = Record::parse(&batch.buf[off..]).expect("records are encoded by us");
+            store.apply(&r, base + off as u64);
+            off += len;
         }
+        Ok(log.append(FRAME_EVENTS, &batch.buf))
+    }
+
+    /// Whether acknowledgements must wait for stable storage.
+    pub fn sync_always(&self) -> bool {
+        self.config.sync == SyncMode::Always
+    }
+
+    /// Waits until everything below `lsn` is on stable storage.
+    pub async fn sync_to(&self, lsn: u64) -> Result<(), ApplyError> {
+        self.durability
+            .sync_to(&self.log, lsn)
+            .await
+            .map_err(|e| ApplyError::Storage(e.to_string()))
     }
 
     /// Renders entity `id` (owned by `owner`) into `out`; false if it does not exist.
@@ -141,10 +222,22 @@ impl Shard {
     /// Serves a request that another shard sent to this one.
     pub fn handle(&self, req: Request) {
         match req {
-            Request::Apply { mut batch, reply } => {
-                self.apply_local(&mut batch);
-                let _ = reply.send(());
-            }
+            Request::Apply {
+                mut batch,
+                sync,
+                reply,
+            } => match self.apply_local(&mut batch) {
+                Ok(end) if sync => {
+                    let shard = self.me();
+                    glommio::spawn_local(async move {
+                        let _ = reply.send(shard.sync_to(end).await);
+                    })
+                    .detach();
+                }
+                result => {
+                    let _ = reply.send(result.map(|_| ()));
+                }
+            },
             Request::Get { id, reply } => {
                 debug_assert_eq!(self.owner(&id), self.id);
                 let store = self.store.borrow();

@@ -11,10 +11,11 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::mesh::{self, Mesh, Request};
-use super::{Shard, ShardId, Shared};
-use crate::config::Config;
+use super::{recovery, Shard, ShardId, Shared};
+use crate::config::{Config, SyncMode};
 use crate::limits::MESH_CHANNEL_CAPACITY;
 use crate::net::listener;
+use crate::state::Store;
 
 /// Shards must have joined the mesh and bound their sockets within this (recovery,
 /// once the log exists, happens after and is reported by `/health`).
@@ -93,6 +94,43 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
+/// The data directory remembers the shard count it was written with: the partition →
+/// shard mapping depends on it, so a different count would look in the wrong logs.
+/// Re-partitioning is not supported; a mismatch stops start-up naming both counts.
+fn check_data_layout(dir: &std::path::Path, count: usize) -> Result<(), StartError> {
+    let meta = dir.join("flux.meta");
+    match std::fs::read_to_string(&meta) {
+        Ok(text) => {
+            let written = text
+                .lines()
+                .find_map(|l| l.strip_prefix("shards="))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| StartError(format!("{} is unreadable", meta.display())))?;
+            if written != count {
+                return Err(StartError(format!(
+                    "the data in {} was written with {written} shards but FLUX_SHARDS is \
+                     {count}; start with FLUX_SHARDS={written} (re-partitioning is not supported)",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join("flux.meta.tmp");
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                writeln!(f, "format=1\nshards={count}")?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &meta)?;
+                std::fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(|e| StartError(format!("cannot write {}: {e}", meta.display())))
+        }
+        Err(e) => Err(StartError(format!("cannot read {}: {e}", meta.display()))),
+    }
+}
+
 /// Runs the server until a signal stops it.
 pub fn run(cfg: Config) -> Result<(), StartError> {
     let cfg = Arc::new(cfg);
@@ -103,6 +141,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
             cfg.data_dir.display()
         ))
     })?;
+    check_data_layout(&cfg.data_dir, count)?;
     let sigset = block_signals();
     let shared = Arc::new(Shared::default());
     let mesh_builder = MeshBuilder::<Request, _>::full(count, MESH_CHANNEL_CAPACITY);
@@ -146,7 +185,14 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     }
                 };
                 let id = ShardId(senders.peer_id() as u16);
-                let shard = Shard::new(id, count, cfg2, shared2, Mesh::new(senders));
+                let shard = Shard::new(
+                    id,
+                    count,
+                    cfg2,
+                    shared2,
+                    Mesh::new(senders),
+                    Store::default(),
+                );
                 for (_peer, rx) in mesh::streams(&mut receivers) {
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
@@ -156,7 +202,29 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     })
                     .detach();
                 }
-                listener::serve(Rc::clone(&shard), ready).await;
+                let serving = glommio::spawn_local(listener::serve(Rc::clone(&shard), ready));
+                if let Err(msg) = recovery::recover(&shard).await {
+                    eprintln!("flux: {msg}");
+                    std::process::exit(1);
+                }
+                shard.shared.recovered.fetch_add(1, Ordering::AcqRel);
+                if let SyncMode::Interval { ms } = shard.config.sync {
+                    let s = shard.clone();
+                    glommio::spawn_local(async move {
+                        while !s.shutting_down() {
+                            glommio::timer::sleep(Duration::from_millis(ms)).await;
+                            if let Err(e) = s.durability.sync_now(&s.log).await {
+                                eprintln!("flux: shard {}: log sync failed: {e}", s.id.0);
+                            }
+                        }
+                    })
+                    .detach();
+                }
+                serving.await;
+                // Clean shutdown: everything acknowledged is made durable.
+                if let Err(e) = shard.durability.sync_now(&shard.log).await {
+                    eprintln!("flux: shard {}: final log sync failed: {e}", shard.id.0);
+                }
                 shard.mesh.close();
             })
             .map_err(|e| StartError(explain_executor_error(&e, &cfg)))?;

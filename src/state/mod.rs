@@ -4,8 +4,8 @@
 //!
 //! Layout, chosen for millions of entities per shard:
 //! - a hash map (hashbrown, foldhash) from id to entity serves every write and point
-//!   read in O(1); a B-tree *set* of the same ids (shared `Rc<[u8]>`, so each id is
-//!   stored once) keeps them in order for listings, which stream without sorting or
+//!   read in O(1); a B-tree *set* of the same ids (shared `Arc<[u8]>`, so each id is
+//!   stored once; `Arc` so that a store can be built on the recovery thread) keeps them in order for listings, which stream without sorting or
 //!   buffering. Updates of existing entities, the common case of a telemetry firehose,
 //!   touch only the hash map; the ordered set changes only when an entity is created or
 //!   deleted. (A single `BTreeMap` spent ~25% of the single-event path in key
@@ -20,7 +20,7 @@
 pub mod page;
 
 use std::collections::BTreeSet;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
@@ -33,15 +33,17 @@ pub use page::{Page, PageQuery};
 #[derive(Debug, Default, Clone)]
 pub struct Entity {
     pub last_updated_ms: u64,
+    /// Log position of the entity's newest event (head of its history chain; 0 = none).
+    pub last_lsn: u64,
     /// Property list: `[kl u16][vl u32][key][value]`… in first-insertion order.
     pub props: Vec<u8>,
 }
 
 #[derive(Default)]
 pub struct Store {
-    by_id: HashMap<Rc<[u8]>, Entity>,
+    by_id: HashMap<Arc<[u8]>, Entity>,
     /// The keys of `by_id`, in order.
-    order: BTreeSet<Rc<[u8]>>,
+    order: BTreeSet<Arc<[u8]>>,
     /// Records applied since start (events and tombstones).
     pub records_applied: u64,
 }
@@ -109,31 +111,39 @@ impl Store {
         match self.by_id.get_mut(id) {
             Some(old) => *old = e,
             None => {
-                let key: Rc<[u8]> = id.into();
+                let key: Arc<[u8]> = id.into();
                 self.order.insert(key.clone());
                 self.by_id.insert(key, e);
             }
         }
     }
 
-    /// Applies one record. Returns whether it changed anything (a tombstone of an
-    /// unknown entity does not).
-    pub fn apply(&mut self, r: &Record<'_>) -> bool {
+    /// Log position of the newest event of `id` (0 if none): the `prev_lsn` of the
+    /// next record for it.
+    pub fn last_lsn(&self, id: &[u8]) -> u64 {
+        self.by_id.get(id).map_or(0, |e| e.last_lsn)
+    }
+
+    /// Applies one record found at log position `lsn`. Returns whether it changed
+    /// anything (a tombstone of an unknown entity does not).
+    pub fn apply(&mut self, r: &Record<'_>, lsn: u64) -> bool {
         self.records_applied += 1;
         match r.kind {
             KIND_EVENT => {
                 if let Some(e) = self.by_id.get_mut(r.entity_id) {
                     merge(&mut e.props, r.properties);
                     e.last_updated_ms = r.ingest_ms;
+                    e.last_lsn = lsn;
                 } else {
                     let mut props = Vec::with_capacity(r.properties.len());
                     merge(&mut props, r.properties);
-                    let key: Rc<[u8]> = r.entity_id.into();
+                    let key: Arc<[u8]> = r.entity_id.into();
                     self.order.insert(key.clone());
                     self.by_id.insert(
                         key,
                         Entity {
                             last_updated_ms: r.ingest_ms,
+                            last_lsn: lsn,
                             props,
                         },
                     );
@@ -256,7 +266,7 @@ mod tests {
 
     fn apply_batch(store: &mut Store, b: &EventBatch) {
         for r in b.records() {
-            store.apply(&r);
+            store.apply(&r, 0);
         }
     }
 
@@ -329,6 +339,7 @@ mod tests {
     fn entity_json_is_valid_and_values_are_byte_exact() {
         let e = Entity {
             last_updated_ms: 1_707_912_000_000,
+            last_lsn: 0,
             props: props(&[("t", "22.50"), ("q\"", "\"\\u00e9\"")]),
         };
         let mut out = Vec::new();

@@ -1,0 +1,182 @@
+//! A shard's durable log: append-only, memory-mapped, preallocated segment files under
+//! `FLUX_DATA_DIR/shard-N/`.
+//!
+//! - `naming`: segment file names (zero-padded base LSN, so name order is log order)
+//! - `frame`: one record on disk (`len | crc | lsn | kind | payload`, drawn in frame.rs)
+//! - `segment`: one mapped file (header drawn in segment.rs), appends, reads by LSN
+//! - `scan`: recovery of one shard's segments: replay, torn-tail cut, corruption
+//! - this file: the shard-facing log (roll-over, durability) and frame kinds
+//!
+//! An LSN is a byte offset in the shard's whole log stream. A frame's payload is an
+//! `EventBatch` buffer (`event.rs`): every event or tombstone of one request that this
+//! shard owns, so a request's part is atomic within the shard (one CRC).
+
+pub mod durable;
+pub mod frame;
+pub mod naming;
+pub mod scan;
+pub mod segment;
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use frame::{frame_len, FrameRead, FRAME_HEADER_BYTES};
+use scan::{RecoveryMode, ScanError, ScanReport};
+use segment::{Segment, SegmentHeader};
+
+/// Frame kinds.
+pub const FRAME_EVENTS: u8 = 1;
+
+/// Default segment size: large enough that roll-overs are rare (one per ~300k small
+/// events), small enough that retention can free space in useful steps.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
+
+/// The log of one shard.
+pub struct ShardLog {
+    dir: PathBuf,
+    shard: (u32, u32),
+    segment_bytes: u64,
+    /// Open segments, oldest first; the last one takes appends.
+    segments: Vec<Segment>,
+    /// A duplicate descriptor per segment, for fdatasync on the blocking pool.
+    sync_files: Vec<Arc<File>>,
+    /// Index of the oldest segment that may hold data not yet synced.
+    unsynced_from: usize,
+}
+
+/// Why an append could not be made.
+#[derive(Debug)]
+pub enum AppendError {
+    /// No space for a new segment (ENOSPC) or another I/O error creating one.
+    Io(io::Error),
+    /// The payload is larger than a segment can hold.
+    TooLarge,
+}
+
+impl ShardLog {
+    /// Opens (recovers) the log in `dir`, calling `on_frame(lsn, kind, payload)` for
+    /// every frame at or after `from_lsn`.
+    pub fn open(
+        dir: &Path,
+        shard: (u32, u32),
+        segment_bytes: u64,
+        from_lsn: u64,
+        mode: RecoveryMode,
+        on_frame: impl FnMut(u64, u8, &[u8]),
+    ) -> Result<(ShardLog, ScanReport), ScanError> {
+        std::fs::create_dir_all(dir).map_err(ScanError::Io)?;
+        let (segments, report) = scan::scan(dir, shard, from_lsn, mode, on_frame)?;
+        let sync_files = segments
+            .iter()
+            .map(|s| s.file().try_clone().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(ScanError::Io)?;
+        let unsynced_from = segments.len().saturating_sub(1);
+        Ok((
+            ShardLog {
+                dir: dir.to_path_buf(),
+                shard,
+                segment_bytes,
+                segments,
+                sync_files,
+                unsynced_from,
+            },
+            report,
+        ))
+    }
+
+    /// LSN where the next frame goes.
+    pub fn write_lsn(&self) -> u64 {
+        self.segments.last().map_or(0, Segment::write_lsn)
+    }
+
+    /// Makes room for a frame with `payload_len` bytes of payload and returns the LSN
+    /// it will get; rolls to a new segment when the active one is full.
+    pub fn reserve(&mut self, payload_len: usize) -> Result<u64, AppendError> {
+        let need = frame_len(payload_len) as u64;
+        if need + segment::SEGMENT_HEADER_BYTES as u64 > self.segment_bytes {
+            return Err(AppendError::TooLarge);
+        }
+        let fits = self
+            .segments
+            .last()
+            .is_some_and(|s| s.write_lsn() + need <= s.end_lsn());
+        if !fits {
+            // Torn tails are only cut in the last segment, so the one being left must
+            // be complete on disk before another follows it. This blocks the shard for
+            // one fdatasync per segment (every `segment_bytes` of log).
+            if let Some(last) = self.segments.last() {
+                last.file().sync_data().map_err(AppendError::Io)?;
+            }
+            let base = self.segments.last().map_or(0, Segment::end_lsn);
+            let seg = Segment::create(
+                &self.dir,
+                SegmentHeader {
+                    shard_id: self.shard.0,
+                    shard_count: self.shard.1,
+                    base_lsn: base,
+                    size_bytes: self.segment_bytes,
+                },
+            )
+            .map_err(AppendError::Io)?;
+            let f = seg.file().try_clone().map_err(AppendError::Io)?;
+            self.segments.push(seg);
+            self.sync_files.push(Arc::new(f));
+        }
+        Ok(self.write_lsn())
+    }
+
+    /// Appends a frame; `reserve` must have been called for this payload length just
+    /// before. Returns the LSN just past the frame (what a sync must cover).
+    pub fn append(&mut self, kind: u8, payload: &[u8]) -> u64 {
+        let seg = self
+            .segments
+            .last_mut()
+            .expect("reserve() creates a segment");
+        let lsn = seg.append(kind, payload.len(), |dst| dst.copy_from_slice(payload));
+        assert!(lsn.is_some(), "append after reserve must fit");
+        seg.write_lsn()
+    }
+
+    /// Descriptors to fdatasync so that everything appended so far is durable, the
+    /// LSN that syncing them covers, and a token for `mark_synced`.
+    pub fn sync_targets(&self) -> (Vec<Arc<File>>, u64, usize) {
+        let files = self.sync_files[self.unsynced_from..].to_vec();
+        (files, self.write_lsn(), self.segments.len())
+    }
+
+    /// After a successful sync of `sync_targets`: only the then-active segment (and
+    /// newer ones) can still hold unsynced data.
+    pub fn mark_synced(&mut self, token: usize) {
+        self.unsynced_from = self.unsynced_from.max(token.saturating_sub(1));
+    }
+
+    /// Reads the frame at `lsn`, if it is in an open segment.
+    pub fn read_frame(&self, lsn: u64) -> Option<(u8, &[u8])> {
+        let i = self.segments.partition_point(|s| s.end_lsn() <= lsn);
+        let seg = self.segments.get(i)?;
+        match seg.read_at(lsn) {
+            FrameRead::Frame { kind, payload, .. } => Some((kind, payload)),
+            _ => None,
+        }
+    }
+
+    /// The bytes from `lsn` to the end of its segment (a record inside a frame, for
+    /// history); callers bound-check what they parse.
+    pub fn bytes_at(&self, lsn: u64) -> Option<&[u8]> {
+        let i = self.segments.partition_point(|s| s.end_lsn() <= lsn);
+        let seg = self.segments.get(i)?;
+        let off = lsn.checked_sub(seg.base_lsn())? as usize;
+        seg.bytes().get(off..)
+    }
+
+    /// Byte offset of a frame's payload relative to its LSN.
+    pub const PAYLOAD_OFFSET: u64 = FRAME_HEADER_BYTES as u64;
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
