@@ -3,6 +3,7 @@
 
 pub mod entities;
 pub mod events;
+pub mod history;
 pub mod list;
 
 use crate::http::respond::{self, Persist};
@@ -62,6 +63,10 @@ pub async fn dispatch(
         }
         Endpoint::PostBatch => {
             events::post_batch(shard, req, out, body, results).await;
+            Reply::Done
+        }
+        Endpoint::History => {
+            history::get_history(shard, req, out, body).await;
             Reply::Done
         }
         Endpoint::GetEntity => {

@@ -6,6 +6,8 @@ use super::parse::Method;
 pub enum Endpoint {
     Health,
     PostEvent,
+    /// `GET /api/events?entity=…`: an entity's stored events.
+    History,
     PostBatch,
     ListEntities,
     /// `GET /api/state/entities/:id`; the id is the rest of the decoded path.
@@ -52,7 +54,11 @@ pub fn route(method: Method, path: &[u8]) -> Route {
     };
     match path {
         b"/health" => one(method, Get, Health, b"Allow: GET, HEAD\r\n"),
-        b"/api/events" => one(method, Post, PostEvent, b"Allow: POST\r\n"),
+        b"/api/events" => match method {
+            Post => Route::Found(PostEvent),
+            Get => Route::Found(History),
+            _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, POST\r\n"),
+        },
         b"/api/events/batch" => one(method, Post, PostBatch, b"Allow: POST\r\n"),
         b"/api/state/entities" => one(method, Get, ListEntities, b"Allow: GET, HEAD\r\n"),
         _ if path.len() > ENTITY_PREFIX.len() && path.starts_with(ENTITY_PREFIX) => {

@@ -109,6 +109,14 @@ const NOT_AN_OBJECT: &str = "event must be a JSON object";
 const SPAN_MISMATCH: &str =
     "internal decoder error: could not locate JSON values in the request body";
 
+/// The nodes whose spans `build_event` reads in a single event: the values of the event's
+/// fields (level 2, for `key` and `schema`) and of its properties (level 4: event object,
+/// payload, properties, value). Everything else is only counted, and what is nested in a
+/// property value is not even walked.
+const SINGLE_SPANS: Wanted = Wanted::Values(1 << 2 | 1 << 4);
+/// The same for a batch, whose events sit two levels down, in `{"events":[...]}`.
+const BATCH_SPANS: Wanted = Wanted::Values(1 << 4 | 1 << 6);
+
 /// Byte range `[start, end)` of one tape node's text in the original body. `u32` is enough
 /// because simd-json refuses bodies of 4 GiB or more.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -170,6 +178,7 @@ impl Decoder {
             &mut tape,
             &mut self.spans,
             body,
+            SINGLE_SPANS,
         )
         .and_then(|()| {
             build_event(&tape.0, &self.spans, body, 0, &mut props)
@@ -202,6 +211,7 @@ impl Decoder {
             &mut tape,
             &mut self.spans,
             body,
+            BATCH_SPANS,
         )
         .and_then(|()| {
             let nodes = &tape.0;
@@ -240,15 +250,17 @@ fn recycle<'to>(mut v: Vec<Property<'_>>) -> Vec<Property<'to>> {
         .collect()
 }
 
-/// Copies `body` into the padded scratch buffer, parses it into `tape` and fills `spans`.
+/// Copies `body` into the padded scratch buffer, parses it into `tape` and fills `spans`
+/// for the `wanted` nodes (see [`SpanWalker::walk`]).
 fn parse_body<'s>(
     scratch: &'s mut Vec<u8>,
     buffers: &mut Buffers,
     tape: &mut Tape<'s>,
     spans: &mut Vec<Span>,
     body: &[u8],
+    wanted: Wanted,
 ) -> Result<(), DecodeError> {
-    if body.iter().all(|b| is_json_whitespace(*b)) {
+    if body.iter().all(is_json_whitespace) {
         // simd-json reports this as a bare `Eof`; say what actually happened.
         return Err(DecodeError::InvalidJson(
             "request body is empty (expected a JSON object)".to_owned(),
@@ -273,7 +285,7 @@ fn parse_body<'s>(
         next_token: 0,
     };
     walker
-        .walk_document()
+        .walk(wanted)
         .map_err(|SpanMismatch| DecodeError::InvalidJson(SPAN_MISMATCH.to_owned()))
 }
 
@@ -315,17 +327,43 @@ fn json_error(e: simd_json::Error) -> DecodeError {
     ))
 }
 
-fn is_json_whitespace(b: u8) -> bool {
+fn is_json_whitespace(b: &u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-fn is_number_byte(b: u8) -> bool {
-    matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
 /// The tape and the token offsets did not line up (see [`SPAN_MISMATCH`]).
 #[derive(Debug)]
 struct SpanMismatch;
+
+/// Which nodes a [`SpanWalker`] spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// Every node, checking every token against the grammar.
+    All,
+    /// Only the values (not the keys) on the nesting levels whose bits are set: bit `n`
+    /// for level `n`, the root being on level 1 and the keys and values of a container on
+    /// level `n` being on level `n + 1`. The other tokens are counted, not read, and
+    /// containers below the deepest wanted level are not walked at all.
+    Values(u64),
+}
+
+impl Wanted {
+    fn spans(self, level: usize) -> bool {
+        match self {
+            Wanted::All => true,
+            Wanted::Values(levels) => level < 64 && (levels >> level) & 1 == 1,
+        }
+    }
+
+    /// Whether the members of a container on `level` have to be walked: some wanted
+    /// level lies below it.
+    fn enters(self, level: usize) -> bool {
+        match self {
+            Wanted::All => true,
+            Wanted::Values(levels) => level < 63 && levels >> (level + 1) != 0,
+        }
+    }
+}
 
 /// Walks the tape and simd-json's token offsets in lock step, writing each node's span.
 struct SpanWalker<'w, 'de> {
@@ -340,9 +378,29 @@ struct SpanWalker<'w, 'de> {
 }
 
 impl SpanWalker<'_, '_> {
+    /// Spans every node of the document.
     fn walk_document(&mut self) -> Result<(), SpanMismatch> {
-        self.value(1)?;
-        // Both sequences must be used up exactly, or the correspondence was wrong.
+        self.walk(Wanted::All)
+    }
+
+    /// Spans the `wanted` nodes; the spans of the others stay as they were (empty after
+    /// `parse_body`'s reset, which [`raw_at`] refuses).
+    ///
+    /// Which token belongs to which node follows from the tape alone (see
+    /// [`SpanWalker::skip_members`] for the arithmetic), so only the tokens that end up in
+    /// a span need to be read. simd-json validated the text; what is checked here is that
+    /// tokens and nodes belong together. Both sequences must be used up exactly at the
+    /// end, which catches a token too many or too few anywhere; every token that is read
+    /// must start what the tape says (`{` for an object, `"` for a string, `t` for
+    /// `true`, `,` between members, ...); a scalar's last byte must fit its type too, and
+    /// a container's members must use up exactly its `count` nodes. [`Wanted::All`] reads
+    /// and checks every token.
+    fn walk(&mut self, wanted: Wanted) -> Result<(), SpanMismatch> {
+        // Offsets stay below u32::MAX - 1, so `offset + 2` cannot overflow.
+        if self.body.len() >= u32::MAX as usize || self.spans.len() < self.tape.len() {
+            return Err(SpanMismatch);
+        }
+        self.value(1, wanted)?;
         if self.next_node == self.tape.len() && self.next_token == self.tokens.len() {
             Ok(())
         } else {
@@ -350,128 +408,222 @@ impl SpanWalker<'_, '_> {
         }
     }
 
+    /// Walks the value at the next node, on nesting level `level`. Scalars are handled
+    /// inline in the member loop of [`SpanWalker::members`]; only a container that has to
+    /// be walked costs a (recursive) call.
+    #[inline(always)]
+    fn value(&mut self, level: usize, wanted: Wanted) -> Result<(), SpanMismatch> {
+        let index = self.next_node;
+        let node = *self.tape.get(index).ok_or(SpanMismatch)?;
+        self.next_node += 1;
+        let (len, count, object) = match node {
+            Node::Object { len, count } => (len, count, true),
+            Node::Array { len, count } => (len, count, false),
+            scalar if wanted.spans(level) => {
+                let (start, first) = self.token()?;
+                let end = self.scalar_end(scalar, start, first)?;
+                return self.set(index, start, end);
+            }
+            _ => {
+                self.next_token += 1;
+                return Ok(());
+            }
+        };
+        let (open, close) = if object { (b'{', b'}') } else { (b'[', b']') };
+        let span = wanted.spans(level);
+        let start = if span {
+            match self.token()? {
+                (start, byte) if byte == open => start,
+                _ => return Err(SpanMismatch),
+            }
+        } else {
+            self.next_token += 1;
+            0
+        };
+        if len > 0 && !wanted.enters(level) {
+            self.skip_members(index, count)?;
+        } else {
+            self.members(index, len, count, object, level, wanted)?;
+        }
+        if span {
+            let end = self.expect(close)? + 1;
+            self.set(index, start, end)
+        } else {
+            self.next_token += 1;
+            Ok(())
+        }
+    }
+
+    /// Walks the members of the container at tape index `index`, on nesting level
+    /// `level`, up to (not including) its closing token.
+    // Recursion is bounded by MAX_DEPTH; simd-json already refused deeper documents (it
+    // counts containers as here), so running into it is a mismatch, never a crash.
+    #[inline(never)]
+    fn members(
+        &mut self,
+        index: usize,
+        len: usize,
+        count: usize,
+        object: bool,
+        level: usize,
+        wanted: Wanted,
+    ) -> Result<(), SpanMismatch> {
+        if level > MAX_DEPTH {
+            return Err(SpanMismatch);
+        }
+        let all = wanted == Wanted::All;
+        for member in 0..len {
+            if member > 0 {
+                if all {
+                    self.expect(b',')?;
+                } else {
+                    self.next_token += 1;
+                }
+            }
+            if object {
+                self.key(all)?;
+            }
+            self.value(level + 1, wanted)?;
+        }
+        if self.next_node == index + 1 + count {
+            Ok(())
+        } else {
+            Err(SpanMismatch)
+        }
+    }
+
     /// Consumes the next token, returning its offset and first byte.
-    fn token(&mut self) -> Result<(usize, u8), SpanMismatch> {
-        let offset = *self.tokens.get(self.next_token).ok_or(SpanMismatch)? as usize;
+    #[inline(always)]
+    fn token(&mut self) -> Result<(u32, u8), SpanMismatch> {
+        let offset = *self.tokens.get(self.next_token).ok_or(SpanMismatch)?;
         self.next_token += 1;
-        let byte = *self.body.get(offset).ok_or(SpanMismatch)?;
+        let byte = *self.body.get(offset as usize).ok_or(SpanMismatch)?;
         Ok((offset, byte))
     }
 
     /// Consumes the next token, which must be `want` (a separator or closing bracket).
-    fn expect(&mut self, want: u8) -> Result<usize, SpanMismatch> {
+    #[inline(always)]
+    fn expect(&mut self, want: u8) -> Result<u32, SpanMismatch> {
         match self.token()? {
             (offset, byte) if byte == want => Ok(offset),
             _ => Err(SpanMismatch),
         }
     }
 
-    /// End of a scalar starting at `start`: the next token's offset (or the end of the
-    /// body for a top-level scalar) with the whitespace before it removed. Only
-    /// whitespace can separate a scalar from the following token in valid JSON, and no
-    /// scalar ends in whitespace (strings end in `"`).
-    fn scalar_end(&self, start: usize) -> Result<usize, SpanMismatch> {
-        let limit = match self.tokens.get(self.next_token) {
-            Some(&offset) => offset as usize,
-            None => self.body.len(),
-        };
-        let text = self.body.get(start..limit).ok_or(SpanMismatch)?;
-        let trailing_ws = text
-            .iter()
-            .rev()
-            .take_while(|b| is_json_whitespace(**b))
-            .count();
-        Ok(limit - trailing_ws)
-    }
-
-    /// Walks one value (and its children), recording its span. `depth` is the nesting
-    /// level the value has if it is a container (the root is 1), as simd-json counts it.
-    fn value(&mut self, depth: usize) -> Result<(), SpanMismatch> {
-        let index = self.next_node;
-        let node = *self.tape.get(index).ok_or(SpanMismatch)?;
-        self.next_node += 1;
-        let (start, first) = self.token()?;
-
-        if matches!(node, Node::Object { .. } | Node::Array { .. }) && depth > MAX_DEPTH {
-            // simd-json already refused deeper documents (it counts containers only, as
-            // here); this keeps the recursion bounded even if that ever changed.
-            return Err(SpanMismatch);
-        }
-        let end = match node {
-            Node::Object { len, count } => {
-                if first != b'{' {
-                    return Err(SpanMismatch);
-                }
-                for i in 0..len {
-                    if i > 0 {
-                        self.expect(b',')?;
-                    }
-                    if !matches!(self.tape.get(self.next_node), Some(Node::String(_))) {
-                        return Err(SpanMismatch);
-                    }
-                    self.value(depth + 1)?; // the key
-                    self.expect(b':')?;
-                    self.value(depth + 1)?;
-                }
-                let close = self.expect(b'}')?;
-                if self.next_node != index + 1 + count {
-                    return Err(SpanMismatch);
-                }
-                close + 1
-            }
-            Node::Array { len, count } => {
-                if first != b'[' {
-                    return Err(SpanMismatch);
-                }
-                for i in 0..len {
-                    if i > 0 {
-                        self.expect(b',')?;
-                    }
-                    self.value(depth + 1)?;
-                }
-                let close = self.expect(b']')?;
-                if self.next_node != index + 1 + count {
-                    return Err(SpanMismatch);
-                }
-                close + 1
-            }
-            Node::String(_) => {
-                let end = self.scalar_end(start)?;
-                // At least the two quotes, and it must close with one.
-                if first != b'"' || end < start + 2 || self.body.get(end - 1) != Some(&b'"') {
-                    return Err(SpanMismatch);
-                }
-                end
-            }
-            Node::Static(StaticNode::Null) => self.literal(start, b"null")?,
-            Node::Static(StaticNode::Bool(true)) => self.literal(start, b"true")?,
-            Node::Static(StaticNode::Bool(false)) => self.literal(start, b"false")?,
-            // Any number variant (the set differs with simd-json's `128bit` feature).
-            Node::Static(_) => {
-                let end = self.scalar_end(start)?;
-                let text = self.body.get(start..end).ok_or(SpanMismatch)?;
-                let starts_like_number = first == b'-' || first.is_ascii_digit();
-                if !starts_like_number || !text.iter().all(|b| is_number_byte(*b)) {
-                    return Err(SpanMismatch);
-                }
-                end
-            }
-        };
-
-        let start = u32::try_from(start).map_err(|_| SpanMismatch)?;
-        let end = u32::try_from(end).map_err(|_| SpanMismatch)?;
+    #[inline(always)]
+    fn set(&mut self, index: usize, start: u32, end: u32) -> Result<(), SpanMismatch> {
         *self.spans.get_mut(index).ok_or(SpanMismatch)? = Span { start, end };
         Ok(())
     }
 
-    fn literal(&self, start: usize, word: &[u8]) -> Result<usize, SpanMismatch> {
-        let end = self.scalar_end(start)?;
-        if self.body.get(start..end) == Some(word) {
+    /// Consumes an object key and the `:` after it; with `span`, checks both tokens and
+    /// records the key's span.
+    #[inline(always)]
+    fn key(&mut self, span: bool) -> Result<(), SpanMismatch> {
+        let index = self.next_node;
+        if !matches!(self.tape.get(index), Some(Node::String(_))) {
+            return Err(SpanMismatch);
+        }
+        self.next_node += 1;
+        if !span {
+            self.next_token += 2;
+            return Ok(());
+        }
+        let (start, first) = self.token()?;
+        let colon = self.expect(b':')?;
+        let (end, last) = self.text_end(start, colon)?;
+        if !is_string(start, first, end, last) {
+            return Err(SpanMismatch);
+        }
+        self.set(index, start, end)
+    }
+
+    /// End of the scalar `node` whose token (at `start`, first byte `first`) was just
+    /// consumed. Strings must also end in `"`, numbers in a digit, and a literal must be
+    /// exactly its word.
+    #[inline(always)]
+    fn scalar_end(&self, node: Node<'_>, start: u32, first: u8) -> Result<u32, SpanMismatch> {
+        let limit = match self.tokens.get(self.next_token) {
+            Some(&offset) => offset,
+            None => self.body.len() as u32, // fits, checked by `walk`
+        };
+        let (end, last) = self.text_end(start, limit)?;
+        let fits = match node {
+            Node::String(_) => is_string(start, first, end, last),
+            Node::Static(StaticNode::Null) => self.is_word(start, end, b"null"),
+            Node::Static(StaticNode::Bool(true)) => self.is_word(start, end, b"true"),
+            Node::Static(StaticNode::Bool(false)) => self.is_word(start, end, b"false"),
+            // Any number variant (the set differs with simd-json's `128bit` feature).
+            Node::Static(_) => (first == b'-' || first.is_ascii_digit()) && last.is_ascii_digit(),
+            Node::Object { .. } | Node::Array { .. } => false,
+        };
+        if fits {
             Ok(end)
         } else {
             Err(SpanMismatch)
         }
     }
+
+    /// End of a scalar's text that starts at `start` and is followed by the token at
+    /// `limit` (or by the end of the body): `limit` less the whitespace before it, as
+    /// only whitespace can separate a scalar from the next token. Also returns the last
+    /// byte of the text, which cannot be whitespace.
+    #[inline(always)]
+    fn text_end(&self, start: u32, limit: u32) -> Result<(u32, u8), SpanMismatch> {
+        let mut end = limit;
+        while end > start {
+            let last = *self.body.get(end as usize - 1).ok_or(SpanMismatch)?;
+            if !is_json_whitespace(&last) {
+                return Ok((end, last));
+            }
+            end -= 1;
+        }
+        Err(SpanMismatch)
+    }
+
+    #[inline(always)]
+    fn is_word(&self, start: u32, end: u32, word: &[u8]) -> bool {
+        self.body.get(start as usize..end as usize) == Some(word)
+    }
+
+    /// Moves past the members of the non-empty container at tape index `index`, whose
+    /// opening token was just consumed, without walking its `count` descendants: on to
+    /// the node after them and to its closing token.
+    ///
+    /// Where that token is follows from the tape alone. A value of `n` nodes takes
+    /// `2n - 1 + e` tokens, `e` being the number of empty objects and arrays in it:
+    /// besides its own node, a non-empty container adds one token per child node (a `,`
+    /// before every child but the first, a `:` after every key, and its closing bracket
+    /// for the first child), an empty one adds just its closing bracket, and every node
+    /// but the root is exactly one container's child. So only the empty containers need
+    /// counting, a pass over the nodes that reads neither tokens nor body bytes.
+    #[inline(always)]
+    fn skip_members(&mut self, index: usize, count: usize) -> Result<(), SpanMismatch> {
+        let after = index.checked_add(count + 1).ok_or(SpanMismatch)?;
+        let inner = self.tape.get(index + 1..after).ok_or(SpanMismatch)?;
+        // The opening token was `next_token - 1`; the closing one is the last of the
+        // `2 * (count + 1) - 1 + empty` tokens from there.
+        let to_close = (2 * count + count_empty_containers(inner))
+            .checked_sub(1)
+            .ok_or(SpanMismatch)?;
+        self.next_token += to_close;
+        self.next_node = after;
+        Ok(())
+    }
+}
+
+/// Whether the text `start..end`, whose first and last bytes are given, is a string:
+/// at least two bytes, both of them quotes.
+fn is_string(start: u32, first: u8, end: u32, last: u8) -> bool {
+    first == b'"' && last == b'"' && end >= start + 2
+}
+
+/// Number of `{}` and `[]` among `nodes`.
+fn count_empty_containers(nodes: &[Node<'_>]) -> usize {
+    nodes
+        .iter()
+        .filter(|n| matches!(n, Node::Object { len: 0, .. } | Node::Array { len: 0, .. }))
+        .count()
 }
 
 /// Number of tape nodes taken by the value at a node, including the node itself.

@@ -25,6 +25,11 @@ pub enum Request {
         id: Box<[u8]>,
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
+    /// An entity's history as a JSON array, or `None` if it does not exist.
+    History {
+        query: crate::api::history::HistoryQuery,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
     /// One page of a listing.
     Page {
         query: PageQuery,
@@ -91,6 +96,15 @@ impl Mesh {
 
     pub async fn page(&self, to: ShardId, query: PageQuery) -> Result<Page, Unavailable> {
         self.call(to, |reply| Request::Page { query, reply }).await
+    }
+
+    pub async fn history(
+        &self,
+        to: ShardId,
+        query: crate::api::history::HistoryQuery,
+    ) -> Result<Option<Vec<u8>>, Unavailable> {
+        self.call(to, |reply| Request::History { query, reply })
+            .await
     }
 
     pub fn close(&self) {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 pub use router::{shard_for, ShardId};
 
+use crate::api::history::{self, HistoryQuery};
 use crate::config::{Config, SyncMode};
 use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
@@ -204,6 +205,32 @@ impl Shard {
         }
     }
 
+    /// Renders the history of `q.entity` (owned by `owner`) into `out`; false if the
+    /// entity does not exist.
+    pub async fn history(
+        &self,
+        owner: ShardId,
+        q: HistoryQuery,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, Unavailable> {
+        if owner == self.id {
+            return Ok(self.history_local(&q, out));
+        }
+        match self.mesh.history(owner, q).await? {
+            Some(json) => {
+                out.extend_from_slice(&json);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn history_local(&self, q: &HistoryQuery, out: &mut Vec<u8>) -> bool {
+        let log = self.log.borrow();
+        let log = log.as_ref().expect("reads arrive only after recovery");
+        history::render(&self.store.borrow(), log, q, out)
+    }
+
     /// One listing page from shard `from`.
     pub async fn page(
         &self,
@@ -247,6 +274,11 @@ impl Shard {
                     out
                 });
                 let _ = reply.send(json);
+            }
+            Request::History { query, reply } => {
+                let mut out = Vec::new();
+                let found = self.history_local(&query, &mut out);
+                let _ = reply.send(found.then_some(out));
             }
             Request::Page { query, reply } => {
                 let mut page = Page::default();
