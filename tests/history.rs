@@ -1,0 +1,127 @@
+//! `GET /api/events?entity=…`: an entity's stored events, newest first, across shards
+//! and across a restart.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn history(srv: &Server, query: &str) -> (u16, Value) {
+    let r = srv.get(&format!("/api/events?{query}"));
+    (r.status, r.json())
+}
+
+#[test]
+fn history_is_newest_first_with_every_field_and_limit() {
+    let srv = Server::start();
+    // Ids on both shards, so both the local and the cross-shard path are used.
+    let ids: Vec<String> = (0..8).map(|i| format!("hist/{}-{i}", unique())).collect();
+    assert_spans_two_shards(ids.iter().map(String::as_str));
+    for id in &ids {
+        for n in 1..=4 {
+            let body = format!(
+                r#"{{"eventId":"ev-{n}","stream":"h.s","source":"src-{n}","timestamp":{n}000,"key":"k{n}","schema":{{"v":{n}}},"payload":{{"entity_id":{},"properties":{{"n":{n}.50,"only{n}":true}}}}}}"#,
+                json_str(id)
+            );
+            srv.post_ok(&body);
+        }
+        let (status, v) = history(&srv, &format!("entity={}", pct(id)));
+        assert_eq!(status, 200);
+        let evs = v.as_array().expect("array");
+        assert_eq!(evs.len(), 4);
+        for (i, ev) in evs.iter().enumerate() {
+            let n = 4 - i;
+            assert_eq!(ev["eventId"], format!("ev-{n}"));
+            assert_eq!(ev["stream"], "h.s");
+            assert_eq!(ev["source"], format!("src-{n}"));
+            assert_eq!(ev["timestamp"], n as u64 * 1000);
+            assert_eq!(ev["key"], format!("k{n}"));
+            assert_eq!(ev["schema"]["v"], n);
+            assert_eq!(ev["payload"]["entity_id"], id.as_str());
+            assert_eq!(ev["payload"]["properties"][format!("only{n}")], true);
+        }
+        // Raw text keeps the number as sent.
+        let raw = srv.get(&format!("/api/events?entity={}&limit=1", pct(id)));
+        assert!(raw.text().contains(r#""n":4.50"#), "{}", raw.text());
+        assert_eq!(raw.json().as_array().unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn history_since_and_errors() {
+    let srv = Server::start();
+    let id = format!("hs-{}", unique());
+    srv.post_ok(&event(&id, r#"{"a":1}"#));
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let mid = now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    srv.post_ok(&event(&id, r#"{"a":2}"#));
+    let since = mid;
+    let r = srv.get(&format!("/api/events?entity={id}&since={}", rfc3339(since)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let evs = r.json();
+    assert_eq!(evs.as_array().unwrap().len(), 1, "{evs}");
+    assert_eq!(evs[0]["payload"]["properties"]["a"], 2);
+
+    let (s, _) = history(&srv, "limit=3");
+    assert_eq!(s, 400, "entity is required");
+    let (s, _) = history(&srv, &format!("entity={id}&since=yesterday"));
+    assert_eq!(s, 400);
+    let (s, _) = history(&srv, &format!("entity={id}&limit=0"));
+    assert_eq!(s, 400);
+    let (s, v) = history(&srv, "entity=never-written");
+    assert_eq!(s, 404);
+    assert!(v["error"].is_string());
+    let r = srv.request("DELETE", "/api/events", &[], None);
+    assert_eq!(r.status, 405);
+    assert!(r.header("allow").unwrap().contains("GET"));
+}
+
+#[test]
+fn history_survives_a_restart() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().to_str().unwrap().to_string();
+    let mut srv = Server::start_with(&[("FLUX_DATA_DIR", &dir)]);
+    let id = format!("hr-{}", unique());
+    for n in 0..5 {
+        srv.post_ok(&event(&id, &format!(r#"{{"n":{n}}}"#)));
+    }
+    let before = srv.get(&format!("/api/events?entity={id}")).body;
+    srv.signal("KILL");
+    srv.wait_exit(std::time::Duration::from_secs(5))
+        .expect("killed");
+    let srv = Server::start_with(&[("FLUX_DATA_DIR", &dir)]);
+    let after = srv.get(&format!("/api/events?entity={id}")).body;
+    assert_eq!(
+        String::from_utf8_lossy(&after).matches("eventId").count(),
+        5
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&before),
+        String::from_utf8_lossy(&after)
+    );
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for Unix milliseconds.
+fn rfc3339(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // civil_from_days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        ms % 1000
+    )
+}
