@@ -42,6 +42,9 @@ const OFF_VAR: usize = 29;
 pub struct EventBatch {
     pub buf: Vec<u8>,
     pub count: u32,
+    /// Set when this is one shard's part of a batch that spans shards: the id of the
+    /// coordinator's intent (see `log::txn`).
+    pub txn: Option<u64>,
 }
 
 /// Appends one property entry in the property-list format shared with the state store.
@@ -159,14 +162,14 @@ impl EventBatch {
         })
     }
 
-    /// Sets `prev_lsn` of the record at `offset`.
-    pub fn set_prev_lsn(&mut self, offset: usize, lsn: u64) {
-        self.buf[offset + OFF_PREV..offset + OFF_PREV + 8].copy_from_slice(&lsn.to_le_bytes());
-    }
-
     pub fn records(&self) -> Records<'_> {
         Records(&self.buf)
     }
+}
+
+/// Sets `prev_lsn` of the record at the start of `record`.
+pub fn set_prev_lsn(record: &mut [u8], lsn: u64) {
+    record[OFF_PREV..OFF_PREV + 8].copy_from_slice(&lsn.to_le_bytes());
 }
 
 #[inline]

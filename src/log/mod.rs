@@ -16,6 +16,7 @@ pub mod frame;
 pub mod naming;
 pub mod scan;
 pub mod segment;
+pub mod txn;
 
 use std::fs::File;
 use std::io;
@@ -27,7 +28,12 @@ use scan::{RecoveryMode, ScanError, ScanReport};
 use segment::{Segment, SegmentHeader};
 
 /// Frame kinds.
+/// Records of one request that only this shard owns: atomic as one frame.
 pub const FRAME_EVENTS: u8 = 1;
+/// A cross-shard batch as its coordinator logged it (`txn` module): every shard's part.
+pub const FRAME_INTENT: u8 = 2;
+/// One participant's part of a cross-shard batch: `[txn u64]` then records.
+pub const FRAME_PART: u8 = 3;
 
 /// Default segment size: large enough that roll-overs are rare (one per ~300k small
 /// events), small enough that retention can free space in useful steps.
@@ -132,11 +138,17 @@ impl ShardLog {
     /// Appends a frame; `reserve` must have been called for this payload length just
     /// before. Returns the LSN just past the frame (what a sync must cover).
     pub fn append(&mut self, kind: u8, payload: &[u8]) -> u64 {
+        self.append_with(kind, payload.len(), |dst| dst.copy_from_slice(payload))
+    }
+
+    /// Appends a frame whose payload `fill` writes in place; `reserve(len)` must have
+    /// been called just before. Returns the LSN just past the frame.
+    pub fn append_with(&mut self, kind: u8, len: usize, fill: impl FnOnce(&mut [u8])) -> u64 {
         let seg = self
             .segments
             .last_mut()
             .expect("reserve() creates a segment");
-        let lsn = seg.append(kind, payload.len(), |dst| dst.copy_from_slice(payload));
+        let lsn = seg.append(kind, len, fill);
         assert!(lsn.is_some(), "append after reserve must fit");
         seg.write_lsn()
     }

@@ -22,13 +22,12 @@ use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
 use crate::ingest::decode::Decoder;
 use crate::log::durable::Durability;
-use crate::log::{AppendError, ShardLog, FRAME_EVENTS};
+use crate::log::{txn, AppendError, ShardLog, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
 use crate::state::{write_entity_json, Page, PageQuery, Store};
 use crate::time;
 use mesh::{Mesh, Request, Unavailable};
 
 /// Process-wide flags shared by all shards.
-#[derive(Default)]
 pub struct Shared {
     /// Set once SIGINT/SIGTERM arrived: stop accepting, finish open requests.
     pub shutting_down: AtomicBool,
@@ -39,7 +38,24 @@ pub struct Shared {
     pub recovered: AtomicUsize,
     /// Records replayed so far by all shards (recovery progress for `/health`).
     pub replayed: AtomicU64,
+    /// Where shards exchange cross-shard batch outcomes during recovery.
+    pub board: txn::Board,
 }
+
+impl Shared {
+    pub fn new(shards: usize) -> Self {
+        Shared {
+            shutting_down: AtomicBool::new(false),
+            drained: AtomicUsize::new(0),
+            recovered: AtomicUsize::new(0),
+            replayed: AtomicU64::new(0),
+            board: txn::Board::new(shards),
+        }
+    }
+}
+
+/// Frame kind of a participant's part (re-exported for recovery's redo).
+pub(crate) const FRAME_PART_KIND: u8 = FRAME_PART;
 
 /// Everything one shard owns. Lives in an `Rc` on its executor; never crosses threads.
 pub struct Shard {
@@ -58,11 +74,28 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Event ids for events parsed on this shard.
     pub ids: RefCell<EventIdGen>,
+    /// Counter of cross-shard batches this shard coordinated (continues after recovery).
+    pub txn_seq: Cell<u64>,
     /// This shard's log; `None` only until recovery has finished.
     pub log: RefCell<Option<ShardLog>>,
     pub durability: Durability,
     /// A weak self-reference, to hand `Rc<Shard>` to spawned tasks.
     me: std::rc::Weak<Shard>,
+}
+
+/// Stamps each record's `prev_lsn` from the store and applies it at LSN
+/// `base + offset`. Used live and by recovery's redo of missing parts.
+pub fn apply_records(store: &mut Store, records: &mut [u8], base: u64, check: impl Fn(&[u8])) {
+    let mut off = 0;
+    while off < records.len() {
+        let (r, len) = Record::parse(&records[off..]).expect("records are encoded by us");
+        check(r.entity_id);
+        let prev = store.last_lsn(r.entity_id);
+        crate::event::set_prev_lsn(&mut records[off..], prev);
+        let (r, _) = Record::parse(&records[off..]).expect("records are encoded by us");
+        store.apply(&r, base + off as u64);
+        off += len;
+    }
 }
 
 /// Why records could not be applied.
@@ -111,6 +144,7 @@ impl Shard {
             connections: Cell::new(0),
             in_flight: Cell::new(0),
             ids: RefCell::new(EventIdGen::new(id.0)),
+            txn_seq: Cell::new(0),
             log: RefCell::new(None),
             durability: Durability::default(),
             me: me.clone(),
@@ -138,32 +172,73 @@ impl Shard {
     }
 
     /// Logs and applies records owned by this shard, in order, as one frame (so the
-    /// part is atomic within this shard). Returns the LSN just past the frame, which a
-    /// durable acknowledgement must wait for.
+    /// part is atomic within this shard): `FRAME_EVENTS`, or `FRAME_PART` when the
+    /// batch is one part of a cross-shard batch. Returns the LSN just past the frame,
+    /// which a durable acknowledgement must wait for.
     pub fn apply_local(&self, batch: &mut EventBatch) -> Result<u64, ApplyError> {
         batch.stamp_ingest(time::now_ms());
+        match batch.txn {
+            None => self.log_and_apply(FRAME_EVENTS, &[], &mut batch.buf, &[]),
+            Some(txn) => self.log_and_apply(FRAME_PART, &txn.to_le_bytes(), &mut batch.buf, &[]),
+        }
+    }
+
+    /// Coordinates a batch that spans shards: logs the intent (every part; ours first)
+    /// and applies our own part from it. The caller then sends the other parts, each
+    /// tagged with the returned txn id (see `log::txn`).
+    pub fn apply_intent(
+        &self,
+        own: &mut EventBatch,
+        others: &[(u16, &EventBatch)],
+    ) -> Result<(u64, u64), ApplyError> {
+        let seq = self.txn_seq.get() + 1;
+        self.txn_seq.set(seq);
+        let txn = txn::txn_id(self.id.0, seq);
+        own.stamp_ingest(time::now_ms());
+        let mut prefix = Vec::with_capacity(16);
+        prefix.extend_from_slice(&txn.to_le_bytes());
+        prefix.extend_from_slice(&((others.len() + 1) as u16).to_le_bytes());
+        prefix.extend_from_slice(&self.id.0.to_le_bytes());
+        prefix.extend_from_slice(&(own.buf.len() as u32).to_le_bytes());
+        let mut suffix = Vec::with_capacity(others.iter().map(|(_, b)| b.buf.len() + 6).sum());
+        for (shard, b) in others {
+            suffix.extend_from_slice(&shard.to_le_bytes());
+            suffix.extend_from_slice(&(b.buf.len() as u32).to_le_bytes());
+            suffix.extend_from_slice(&b.buf);
+        }
+        let end = self.log_and_apply(FRAME_INTENT, &prefix, &mut own.buf, &suffix)?;
+        if self.config.failpoint.as_deref() == Some("abort-after-intent") {
+            // Test hook: die between the coordinator's append and the others'.
+            eprintln!("flux: failpoint abort-after-intent");
+            std::process::abort();
+        }
+        Ok((txn, end))
+    }
+
+    /// Appends `prefix | records | suffix` as one frame, stamping each record's
+    /// `prev_lsn` and applying it to the store with its LSN.
+    fn log_and_apply(
+        &self,
+        kind: u8,
+        prefix: &[u8],
+        records: &mut [u8],
+        suffix: &[u8],
+    ) -> Result<u64, ApplyError> {
         let mut log_guard = self.log.borrow_mut();
         let log = log_guard
             .as_mut()
             .expect("writes arrive only after recovery");
-        let frame_lsn = log.reserve(batch.buf.len()).map_err(ApplyError::from)?;
-        let base = frame_lsn + ShardLog::PAYLOAD_OFFSET;
-        let mut store = self.store.borrow_mut();
-        let mut off = 0;
-        while off < batch.buf.len() {
-            let (r, len) = Record::parse(&batch.buf[off..]).expect("records are encoded by us");
-            debug_assert_eq!(
-                self.owner(r.entity_id),
-                self.id,
-                "record routed to the wrong shard"
-            );
-            let prev = store.last_lsn(r.entity_id);
-            batch.set_prev_lsn(off, prev);
-            let (r, _) = Record::parse(&batch.buf[off..]).expect("records are encoded by us");
-            store.apply(&r, base + off as u64);
-            off += len;
-        }
-        Ok(log.append(FRAME_EVENTS, &batch.buf))
+        let len = prefix.len() + records.len() + suffix.len();
+        let frame_lsn = log.reserve(len).map_err(ApplyError::from)?;
+        let base = frame_lsn + ShardLog::PAYLOAD_OFFSET + prefix.len() as u64;
+        apply_records(&mut self.store.borrow_mut(), records, base, |id| {
+            debug_assert_eq!(self.owner(id), self.id, "record routed to the wrong shard");
+        });
+        Ok(log.append_with(kind, len, |dst| {
+            dst[..prefix.len()].copy_from_slice(prefix);
+            dst[prefix.len()..prefix.len() + records.len()].copy_from_slice(records);
+            dst[prefix.len() + records.len()..].copy_from_slice(suffix);
+        }))
     }
 
     /// Whether acknowledgements must wait for stable storage.

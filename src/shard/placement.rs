@@ -143,7 +143,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     })?;
     check_data_layout(&cfg.data_dir, count)?;
     let sigset = block_signals();
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(count));
     let mesh_builder = MeshBuilder::<Request, _>::full(count, MESH_CHANNEL_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardId, String>>();
 

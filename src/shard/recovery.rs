@@ -2,18 +2,88 @@
 //! blocking pool (so the shard keeps answering `/health` with 503 and progress), then
 //! install store and log. All shards recover in parallel; the server serves requests
 //! once every shard has recovered.
+//!
+//! Two passes (see `log::txn`): the first reads which cross-shard intents and parts
+//! the log holds and meets the other shards on the shared board; the second replays,
+//! keeping a part only if its coordinator's intent exists, then appends and applies
+//! the parts this shard is missing.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::Shard;
+use super::{apply_records, Shard};
 use crate::event::Record;
-use crate::log::{ShardLog, FRAME_EVENTS};
+use crate::log::scan::{self, RecoveryMode};
+use crate::log::txn::{self, TxnScan, TXN_BYTES};
+use crate::log::{ShardLog, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
 use crate::state::Store;
 
 /// How many records between two updates of the shared progress counter.
 const PROGRESS_EVERY_RECORDS: u64 = 65_536;
+
+struct Replay<'a> {
+    store: Store,
+    records: u64,
+    bad_record: Option<u64>,
+    shared: &'a super::Shared,
+}
+
+impl Replay<'_> {
+    /// Applies the records in `bytes`, which start at LSN `base`.
+    fn records(&mut self, bytes: &[u8], base: u64) {
+        let mut off = 0;
+        while off < bytes.len() {
+            // The frame's CRC matched, so a record that does not parse is a format
+            // mismatch, not a torn write.
+            let Some((r, len)) = Record::parse(&bytes[off..]) else {
+                self.bad_record.get_or_insert(base + off as u64);
+                return;
+            };
+            self.store.apply(&r, base + off as u64);
+            off += len;
+            self.records += 1;
+            if self.records % PROGRESS_EVERY_RECORDS == 0 {
+                self.shared
+                    .replayed
+                    .fetch_add(PROGRESS_EVERY_RECORDS, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Pass 1: the cross-shard intents and parts in this shard's log.
+fn scan_txns(
+    dir: &std::path::Path,
+    ident: (u32, u32),
+    mode: RecoveryMode,
+) -> Result<TxnScan, String> {
+    let me = ident.0 as u16;
+    let mut found = TxnScan::default();
+    scan::scan(dir, ident, 0, mode, |_lsn, kind, payload| match kind {
+        FRAME_INTENT => {
+            if let Some((t, parts)) = txn::decode_intent(payload) {
+                found.max_own_seq = found.max_own_seq.max(t & ((1 << 48) - 1));
+                let others = parts
+                    .iter()
+                    .filter(|(s, _, _)| *s != me)
+                    .map(|(s, _, b)| (*s, b.to_vec()))
+                    .collect();
+                found.intents.insert(t, others);
+            }
+        }
+        FRAME_PART => {
+            if let Some(t) = payload.get(..TXN_BYTES) {
+                found
+                    .parts
+                    .insert(u64::from_le_bytes(t.try_into().expect("8 bytes")));
+            }
+        }
+        _ => {}
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(found)
+}
 
 /// Replays the log; `Err` is a message for the operator (start-up stops).
 pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
@@ -26,48 +96,89 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
     let (segment_bytes, mode) = (cfg.segment_bytes, cfg.recovery_mode());
     let outcome = glommio::executor()
         .spawn_blocking(move || {
-            let mut store = Store::default();
-            let mut records = 0u64;
-            let mut bad_record: Option<u64> = None;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let scanned = scan_txns(&dir, ident, mode);
+            // Publish even on failure, so that the other shards are not left waiting.
+            let (max_own_seq, scan_err) = match &scanned {
+                Ok(s) => (s.max_own_seq, None),
+                Err(e) => (0, Some(e.clone())),
+            };
+            let decisions = shared.board.exchange(id.0, scanned.unwrap_or_default());
+            if let Some(e) = scan_err {
+                return Err(e);
+            }
+            let mut replay = Replay {
+                store: Store::default(),
+                records: 0,
+                bad_record: None,
+                shared: &shared,
+            };
+            let mut dropped = 0u64;
             let opened =
                 ShardLog::open(&dir, ident, segment_bytes, 0, mode, |lsn, kind, payload| {
-                    if kind != FRAME_EVENTS {
-                        return;
-                    }
                     let base = lsn + ShardLog::PAYLOAD_OFFSET;
-                    let mut off = 0;
-                    while off < payload.len() {
-                        // The frame's CRC matched, so a record that does not parse is a
-                        // format mismatch, not a torn write.
-                        let Some((r, len)) = Record::parse(&payload[off..]) else {
-                            bad_record.get_or_insert(base + off as u64);
-                            break;
-                        };
-                        store.apply(&r, base + off as u64);
-                        off += len;
-                        records += 1;
-                        if records % PROGRESS_EVERY_RECORDS == 0 {
-                            shared
-                                .replayed
-                                .fetch_add(PROGRESS_EVERY_RECORDS, Ordering::Relaxed);
+                    match kind {
+                        FRAME_EVENTS => replay.records(payload, base),
+                        FRAME_INTENT => {
+                            if let Some((_, parts)) = txn::decode_intent(payload) {
+                                for (s, at, bytes) in parts {
+                                    if s == id.0 {
+                                        replay.records(bytes, base + at as u64);
+                                    }
+                                }
+                            }
                         }
+                        FRAME_PART if payload.len() >= TXN_BYTES => {
+                            let t = u64::from_le_bytes(
+                                payload[..TXN_BYTES].try_into().expect("8 bytes"),
+                            );
+                            if decisions.committed.contains(&t) {
+                                replay.records(&payload[TXN_BYTES..], base + TXN_BYTES as u64);
+                            } else {
+                                dropped += 1;
+                            }
+                        }
+                        _ => {}
                     }
                 });
             shared
                 .replayed
-                .fetch_add(records % PROGRESS_EVERY_RECORDS, Ordering::Relaxed);
-            match (opened, bad_record) {
-                (Ok(_), Some(lsn)) => Err(format!(
+                .fetch_add(replay.records % PROGRESS_EVERY_RECORDS, Ordering::Relaxed);
+            if let Some(lsn) = replay.bad_record {
+                return Err(format!(
                     "a record at LSN {lsn} passed its checksum but cannot be decoded \
                      (data written by an incompatible version?)"
-                )),
-                (Ok((log, report)), None) => Ok((store, log, report, records)),
-                (Err(e), _) => Err(e.to_string()),
+                ));
             }
+            let (mut log, report) = opened.map_err(|e| e.to_string())?;
+            // Parts whose coordinator logged the intent but which never reached us.
+            let redone = decisions.redo.len();
+            for (t, mut records) in decisions.redo {
+                let len = TXN_BYTES + records.len();
+                let frame_lsn = log
+                    .reserve(len)
+                    .map_err(|e| format!("cannot append a recovered part: {e:?}"))?;
+                let base = frame_lsn + ShardLog::PAYLOAD_OFFSET + TXN_BYTES as u64;
+                apply_records(&mut replay.store, &mut records, base, |_| {});
+                log.append_with(super::FRAME_PART_KIND, len, |dst| {
+                    dst[..TXN_BYTES].copy_from_slice(&t.to_le_bytes());
+                    dst[TXN_BYTES..].copy_from_slice(&records);
+                });
+            }
+            Ok((
+                replay.store,
+                log,
+                report,
+                replay.records,
+                dropped,
+                redone,
+                max_own_seq,
+            ))
         })
         .await;
-    let (store, log, report, records) =
-        outcome.map_err(|e| format!("shard {}: recovery failed: {e}", id.0))?;
+    let (store, log, report, records, dropped, redone, max_own_seq) =
+        outcome.map_err(|e: String| format!("shard {}: recovery failed: {e}", id.0))?;
     if let Some(cut) = &report.torn_tail {
         eprintln!("flux: shard {}: cut a torn log tail: {cut}", id.0);
     }
@@ -77,9 +188,17 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
             id.0
         );
     }
+    if dropped > 0 || redone > 0 {
+        eprintln!(
+            "flux: shard {}: cross-shard batches cut by a crash: {dropped} part(s) without an \
+             intent dropped, {redone} missing part(s) re-applied from their intent",
+            id.0
+        );
+    }
     let entities = store.len();
     *shard.store.borrow_mut() = store;
     *shard.log.borrow_mut() = Some(log);
+    shard.txn_seq.set(max_own_seq);
     eprintln!(
         "flux: shard {}: recovered {records} records, {entities} entities in {} ms",
         id.0,
