@@ -40,6 +40,46 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// History retention: segments covered by a snapshot are deleted beyond `bytes` of
+/// newer log, or when older than `age`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub bytes: u64,
+    pub age: Option<std::time::Duration>,
+}
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    let mut r = Retention {
+        bytes: u64::MAX,
+        age: None,
+    };
+    let bad =
+        || format!("invalid FLUX_RETENTION {s:?}: expected e.g. 1GiB, 500MiB, 7d, 12h or 1GiB,7d");
+    let mut any_size = false;
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let split = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (num, unit) = part.split_at(split);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let secs = |m: u64| Some(std::time::Duration::from_secs(n.saturating_mul(m)));
+        match unit {
+            "B" => (r.bytes, any_size) = (n, true),
+            "KiB" => (r.bytes, any_size) = (n << 10, true),
+            "MiB" => (r.bytes, any_size) = (n << 20, true),
+            "GiB" => (r.bytes, any_size) = (n << 30, true),
+            "TiB" => (r.bytes, any_size) = (n << 40, true),
+            "s" => r.age = secs(1),
+            "m" => r.age = secs(60),
+            "h" => r.age = secs(3600),
+            "d" => r.age = secs(86_400),
+            _ => return Err(bad()),
+        }
+    }
+    if !any_size && r.age.is_none() {
+        return Err(bad());
+    }
+    Ok(r)
+}
+
 /// A CPU list such as `0,2-3` (a newtype so that clap takes it as one value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
@@ -120,6 +160,24 @@ pub struct Config {
     /// start-up; `tolerate` skips the rest of the damaged segment and goes on.
     #[arg(long = "recovery", env = "FLUX_RECOVERY", default_value = "strict", value_parser = ["strict", "tolerate"])]
     pub recovery: String,
+
+    /// Seconds between snapshots of a shard (taken only if something was logged).
+    #[arg(
+        long = "snapshot-interval-s",
+        env = "FLUX_SNAPSHOT_INTERVAL_S",
+        default_value_t = 300
+    )]
+    pub snapshot_interval_s: u64,
+
+    /// Log bytes since the last snapshot that trigger the next one early.
+    #[arg(long = "snapshot-log-bytes", env = "FLUX_SNAPSHOT_LOG_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub snapshot_log_bytes: u64,
+
+    /// Log kept for history per shard beyond the newest snapshot, as a size
+    /// (`1GiB`, `500MiB`), an age (`7d`, `12h`) or both (`1GiB,7d`: a segment is deleted
+    /// when it is beyond the size or older than the age). Default `1GiB`.
+    #[arg(long = "retention", env = "FLUX_RETENTION", default_value = "1GiB", value_parser = parse_retention)]
+    pub retention: Retention,
 
     /// Largest body of POST /api/events in bytes (413 above).
     #[arg(long = "body-limit-single-bytes", env = "FLUX_BODY_LIMIT_SINGLE_BYTES", default_value_t = limits::BODY_SINGLE_BYTES_MAX)]
@@ -242,6 +300,29 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("flux").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn retention_forms() {
+        assert_eq!(
+            parse_retention("1GiB"),
+            Ok(Retention {
+                bytes: 1 << 30,
+                age: None
+            })
+        );
+        assert_eq!(
+            parse_retention("500MiB,7d"),
+            Ok(Retention {
+                bytes: 500 << 20,
+                age: Some(std::time::Duration::from_secs(7 * 86_400))
+            })
+        );
+        assert_eq!(parse_retention("12h").unwrap().bytes, u64::MAX);
+        for bad in ["", "7", "1GB", "x", "1GiB,"] {
+            let r = parse_retention(bad);
+            assert!(bad == "1GiB," || r.is_err(), "{bad}");
+        }
     }
 
     #[test]

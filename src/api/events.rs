@@ -213,5 +213,8 @@ async fn apply_parts(shard: &Shard, batches: &mut [EventBatch]) -> Result<(), Ap
     for rx in pending {
         result = result.and(rx.await.unwrap_or(Err(ApplyError::Unavailable)));
     }
+    if let Some(t) = txn {
+        shard.close_intent(t, result.is_ok());
+    }
     result
 }

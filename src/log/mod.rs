@@ -16,6 +16,7 @@ pub mod frame;
 pub mod naming;
 pub mod scan;
 pub mod segment;
+pub mod snapshot;
 pub mod txn;
 
 use std::fs::File;
@@ -34,6 +35,8 @@ pub const FRAME_EVENTS: u8 = 1;
 pub const FRAME_INTENT: u8 = 2;
 /// One participant's part of a cross-shard batch: `[txn u64]` then records.
 pub const FRAME_PART: u8 = 3;
+/// The coordinator saw every part of `[txn u64]` applied.
+pub const FRAME_DONE: u8 = 4;
 
 /// Default segment size: large enough that roll-overs are rare (one per ~300k small
 /// events), small enough that retention can free space in useful steps.
@@ -187,6 +190,45 @@ impl ShardLog {
 
     /// Byte offset of a frame's payload relative to its LSN.
     pub const PAYLOAD_OFFSET: u64 = FRAME_HEADER_BYTES as u64;
+
+    /// Deletes segments that end at or before `covered` (a snapshot's replay point),
+    /// oldest first, while what remains after them is at least `keep_bytes` or while
+    /// they are older than `keep_age` (by modification time). Never the active one.
+    pub fn remove_covered(
+        &mut self,
+        covered: u64,
+        keep_bytes: u64,
+        keep_age: Option<std::time::Duration>,
+    ) -> io::Result<usize> {
+        let mut removed = 0;
+        while self.segments.len() > 1 {
+            let first = &self.segments[0];
+            if first.end_lsn() > covered {
+                break;
+            }
+            let newer_bytes = self.write_lsn() - first.end_lsn();
+            let old = keep_age.is_some_and(|age| {
+                std::fs::metadata(first.path())
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|e| e > age)
+            });
+            if newer_bytes < keep_bytes && !old {
+                break;
+            }
+            let path = first.path().to_path_buf();
+            std::fs::remove_file(&path)?;
+            self.segments.remove(0);
+            self.sync_files.remove(0);
+            self.unsynced_from = self.unsynced_from.saturating_sub(1);
+            removed += 1;
+        }
+        if removed > 0 {
+            std::fs::File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(removed)
+    }
 
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -15,6 +15,8 @@
 //! | present | missing (crash between appends) | the part is re-appended from the intent and applied: entirely present |
 //! | missing (torn/lost) | present | the part is skipped: entirely absent |
 //! | missing | missing | nothing |
+//! | before the coordinator's snapshot point | present | kept (the intent was durable) |
+//! | present with `FRAME_DONE` | anywhere | nothing to re-apply (every part was applied) |
 //!
 //! So a crash at any instant leaves a batch entirely present or entirely absent, and
 //! an acknowledged batch (every part written after its intent) entirely present.
@@ -61,8 +63,11 @@ pub fn encode_intent(txn: u64, parts: &[(u16, &[u8])], out: &mut Vec<u8>) -> Vec
     offsets
 }
 
-/// Decodes an intent into (txn, [(shard, offset of records in payload, records)]).
-pub fn decode_intent(payload: &[u8]) -> Option<(u64, Vec<(u16, usize, &[u8])>)> {
+/// One part inside an intent: (shard, offset of its records in the payload, records).
+pub type IntentPart<'a> = (u16, usize, &'a [u8]);
+
+/// Decodes an intent into its txn id and parts.
+pub fn decode_intent(payload: &[u8]) -> Option<(u64, Vec<IntentPart<'_>>)> {
     let txn = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
     let n = u16::from_le_bytes(payload.get(8..10)?.try_into().ok()?) as usize;
     let mut off = 10;
@@ -86,6 +91,11 @@ pub struct TxnScan {
     pub parts: HashSet<u64>,
     /// Highest txn counter this shard used as coordinator.
     pub max_own_seq: u64,
+    /// Intents whose parts were all applied (`FRAME_DONE`): nothing to re-apply.
+    pub done: HashSet<u64>,
+    /// From this shard's snapshot: every own txn with a counter up to this has its
+    /// intent before the snapshot's replay point (durable, not scanned).
+    pub txn_hw: u64,
 }
 
 /// Where the shards meet between the two recovery passes.
@@ -98,10 +108,25 @@ pub struct Board {
 /// The decisions one shard needs for its second pass.
 #[derive(Default, Debug)]
 pub struct Decisions {
-    /// Txns whose intent exists: their parts are kept.
+    /// Txns whose intent was scanned: their parts are kept.
     pub committed: HashSet<u64>,
+    /// Per coordinator shard: txns up to this counter have an intent before that
+    /// shard's snapshot replay point, so their parts are kept too.
+    pub txn_hw: Vec<u64>,
     /// Parts this shard lacks and must append (txn, records).
     pub redo: Vec<(u64, Vec<u8>)>,
+}
+
+impl Decisions {
+    /// Whether a part of `txn` found in a log is kept.
+    pub fn keeps(&self, txn: u64) -> bool {
+        let coord = txn_coordinator(txn) as usize;
+        self.committed.contains(&txn)
+            || self
+                .txn_hw
+                .get(coord)
+                .is_some_and(|hw| txn & ((1 << 48) - 1) <= *hw)
+    }
 }
 
 impl Board {
@@ -123,10 +148,19 @@ impl Board {
             scans = self.all_in.wait(scans).unwrap_or_else(|p| p.into_inner());
         }
         let mine = scans[shard as usize].as_ref().expect("published above");
-        let mut d = Decisions::default();
+        let mut d = Decisions {
+            txn_hw: scans
+                .iter()
+                .map(|s| s.as_ref().map_or(0, |s| s.txn_hw))
+                .collect(),
+            ..Decisions::default()
+        };
         for s in scans.iter().flatten() {
             for (txn, parts) in &s.intents {
                 d.committed.insert(*txn);
+                if s.done.contains(txn) {
+                    continue;
+                }
                 for (p, records) in parts {
                     if *p == shard && !mine.parts.contains(txn) {
                         d.redo.push((*txn, records.clone()));

@@ -8,6 +8,7 @@ pub mod mesh;
 pub mod placement;
 pub mod recovery;
 pub mod router;
+pub mod snapshotter;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -22,7 +23,7 @@ use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
 use crate::ingest::decode::Decoder;
 use crate::log::durable::Durability;
-use crate::log::{txn, AppendError, ShardLog, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
+use crate::log::{txn, AppendError, ShardLog, FRAME_DONE, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
 use crate::state::{write_entity_json, Page, PageQuery, Store};
 use crate::time;
 use mesh::{Mesh, Request, Unavailable};
@@ -54,6 +55,11 @@ impl Shared {
     }
 }
 
+/// How long a part stays in the snapshot replay window after it was appended: a
+/// cross-shard batch open longer than this when a snapshot starts could lose a
+/// re-apply at recovery. Batches finish in milliseconds; 60 s is the stated bound.
+pub const PART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Frame kind of a participant's part (re-exported for recovery's redo).
 pub(crate) const FRAME_PART_KIND: u8 = FRAME_PART;
 
@@ -76,6 +82,12 @@ pub struct Shard {
     pub ids: RefCell<EventIdGen>,
     /// Counter of cross-shard batches this shard coordinated (continues after recovery).
     pub txn_seq: Cell<u64>,
+    /// Intents of this shard whose parts are not all acknowledged yet: txn → LSN. A
+    /// snapshot's replay point stays at or before the oldest (see `snapshot`).
+    pub open_intents: RefCell<std::collections::BTreeMap<u64, u64>>,
+    /// LSNs of parts appended here recently (bounded by `PART_WINDOW`), so a snapshot's
+    /// replay point stays before any part whose batch may still be open.
+    pub recent_parts: RefCell<std::collections::VecDeque<(std::time::Instant, u64)>>,
     /// This shard's log; `None` only until recovery has finished.
     pub log: RefCell<Option<ShardLog>>,
     pub durability: Durability,
@@ -145,6 +157,8 @@ impl Shard {
             in_flight: Cell::new(0),
             ids: RefCell::new(EventIdGen::new(id.0)),
             txn_seq: Cell::new(0),
+            open_intents: RefCell::new(Default::default()),
+            recent_parts: RefCell::new(Default::default()),
             log: RefCell::new(None),
             durability: Durability::default(),
             me: me.clone(),
@@ -179,7 +193,36 @@ impl Shard {
         batch.stamp_ingest(time::now_ms());
         match batch.txn {
             None => self.log_and_apply(FRAME_EVENTS, &[], &mut batch.buf, &[]),
-            Some(txn) => self.log_and_apply(FRAME_PART, &txn.to_le_bytes(), &mut batch.buf, &[]),
+            Some(txn) => {
+                let lsn = self.log.borrow().as_ref().map_or(0, ShardLog::write_lsn);
+                let end =
+                    self.log_and_apply(FRAME_PART, &txn.to_le_bytes(), &mut batch.buf, &[])?;
+                let now = std::time::Instant::now();
+                let mut recent = self.recent_parts.borrow_mut();
+                while recent
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > PART_WINDOW)
+                {
+                    recent.pop_front();
+                }
+                recent.push_back((now, lsn));
+                Ok(end)
+            }
+        }
+    }
+
+    /// Closes an intent once every part is acknowledged (or failed): a `FRAME_DONE`
+    /// tells recovery that no part needs re-applying.
+    pub fn close_intent(&self, txn: u64, all_applied: bool) {
+        self.open_intents.borrow_mut().remove(&txn);
+        if !all_applied {
+            return;
+        }
+        let mut log = self.log.borrow_mut();
+        let Some(log) = log.as_mut() else { return };
+        // Best effort: without the marker, recovery checks the parts instead.
+        if log.reserve(txn::TXN_BYTES).is_ok() {
+            log.append(FRAME_DONE, &txn.to_le_bytes());
         }
     }
 
@@ -206,7 +249,10 @@ impl Shard {
             suffix.extend_from_slice(&(b.buf.len() as u32).to_le_bytes());
             suffix.extend_from_slice(&b.buf);
         }
+        let lsn = self.log.borrow().as_ref().map_or(0, ShardLog::write_lsn);
         let end = self.log_and_apply(FRAME_INTENT, &prefix, &mut own.buf, &suffix)?;
+        // reserve() may have rolled to a new segment: the frame starts at or after `lsn`.
+        self.open_intents.borrow_mut().insert(txn, lsn);
         if self.config.failpoint.as_deref() == Some("abort-after-intent") {
             // Test hook: die between the coordinator's append and the others'.
             eprintln!("flux: failpoint abort-after-intent");

@@ -11,7 +11,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::mesh::{self, Mesh, Request};
-use super::{recovery, Shard, ShardId, Shared};
+use super::{recovery, snapshotter, Shard, ShardId, Shared};
 use crate::config::{Config, SyncMode};
 use crate::limits::MESH_CHANNEL_CAPACITY;
 use crate::net::listener;
@@ -220,10 +220,25 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     })
                     .detach();
                 }
+                glommio::spawn_local(snapshotter::run(shard.clone())).detach();
                 serving.await;
-                // Clean shutdown: everything acknowledged is made durable.
-                if let Err(e) = shard.durability.sync_now(&shard.log).await {
-                    eprintln!("flux: shard {}: final log sync failed: {e}", shard.id.0);
+                // Clean shutdown: a snapshot (which first syncs the log), so that the
+                // next start replays nothing.
+                let quiescent = shard.shared.drained.load(Ordering::SeqCst) >= count;
+                match snapshotter::take(&shard, quiescent).await {
+                    Ok(st) => eprintln!(
+                        "flux: shard {}: final snapshot of {} entities in {} ms (replay from LSN {})",
+                        shard.id.0,
+                        st.entities,
+                        st.took.as_millis(),
+                        st.replay_from_lsn
+                    ),
+                    Err(e) => {
+                        eprintln!("flux: shard {}: final snapshot failed: {e}", shard.id.0);
+                        if let Err(e) = shard.durability.sync_now(&shard.log).await {
+                            eprintln!("flux: shard {}: final log sync failed: {e}", shard.id.0);
+                        }
+                    }
                 }
                 shard.mesh.close();
             })

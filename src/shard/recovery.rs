@@ -15,8 +15,9 @@ use std::time::Instant;
 use super::{apply_records, Shard};
 use crate::event::Record;
 use crate::log::scan::{self, RecoveryMode};
+use crate::log::snapshot::{self, LoadError, SnapshotMeta};
 use crate::log::txn::{self, TxnScan, TXN_BYTES};
-use crate::log::{ShardLog, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
+use crate::log::{ShardLog, FRAME_DONE, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
 use crate::state::Store;
 
 /// How many records between two updates of the shared progress counter.
@@ -52,15 +53,16 @@ impl Replay<'_> {
     }
 }
 
-/// Pass 1: the cross-shard intents and parts in this shard's log.
+/// Pass 1: the cross-shard intents and parts in this shard's log from `from`.
 fn scan_txns(
     dir: &std::path::Path,
     ident: (u32, u32),
+    from: u64,
     mode: RecoveryMode,
 ) -> Result<TxnScan, String> {
     let me = ident.0 as u16;
     let mut found = TxnScan::default();
-    scan::scan(dir, ident, 0, mode, |_lsn, kind, payload| match kind {
+    scan::scan(dir, ident, from, mode, |_lsn, kind, payload| match kind {
         FRAME_INTENT => {
             if let Some((t, parts)) = txn::decode_intent(payload) {
                 found.max_own_seq = found.max_own_seq.max(t & ((1 << 48) - 1));
@@ -79,10 +81,59 @@ fn scan_txns(
                     .insert(u64::from_le_bytes(t.try_into().expect("8 bytes")));
             }
         }
+        FRAME_DONE => {
+            if let Some(t) = payload.get(..TXN_BYTES) {
+                found
+                    .done
+                    .insert(u64::from_le_bytes(t.try_into().expect("8 bytes")));
+            }
+        }
         _ => {}
     })
     .map_err(|e| e.to_string())?;
     Ok(found)
+}
+
+/// The snapshot to start from, if any. A corrupt or foreign snapshot is ignored with
+/// a warning when the whole log is still there (full replay), and stops start-up
+/// otherwise unless `FLUX_RECOVERY=tolerate`.
+fn load_snapshot(
+    dir: &std::path::Path,
+    ident: (u32, u32),
+    mode: RecoveryMode,
+) -> Result<(Option<SnapshotMeta>, Store), String> {
+    let why = match snapshot::load(dir) {
+        Ok((m, store)) if (m.shard, m.shards) == ident => return Ok((Some(m), store)),
+        Ok((m, _)) => format!("it belongs to shard {} of {}", m.shard, m.shards),
+        Err(LoadError::Missing) => return Ok((None, Store::default())),
+        Err(e) => e.to_string(),
+    };
+    let log_complete = crate::log::naming::list_segments(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .first()
+        .is_none_or(|(base, _)| *base == 0);
+    if log_complete {
+        eprintln!(
+            "flux: ignoring the snapshot in {} ({why}); replaying the whole log",
+            dir.display()
+        );
+        return Ok((None, Store::default()));
+    }
+    match mode {
+        RecoveryMode::Tolerate => {
+            eprintln!(
+                "flux: ignoring the snapshot in {} ({why}); the log before it was deleted, so \
+                 entities last written before it are lost (FLUX_RECOVERY=tolerate)",
+                dir.display()
+            );
+            Ok((None, Store::default()))
+        }
+        RecoveryMode::Strict => Err(format!(
+            "the snapshot in {} cannot be used ({why}) and the log before it was deleted; \
+             start with FLUX_RECOVERY=tolerate to recover what the remaining log holds",
+            dir.display()
+        )),
+    }
 }
 
 /// Replays the log; `Err` is a message for the operator (start-up stops).
@@ -98,25 +149,36 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
         .spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let scanned = scan_txns(&dir, ident, mode);
+            let (snap, base) = load_snapshot(&dir, ident, mode)?;
+            let from = snap.map_or(0, |m| m.replay_from_lsn);
+            let scanned = scan_txns(&dir, ident, from, mode).map(|mut t| {
+                t.txn_hw = snap.map_or(0, |m| m.txn_hw);
+                t
+            });
             // Publish even on failure, so that the other shards are not left waiting.
             let (max_own_seq, scan_err) = match &scanned {
-                Ok(s) => (s.max_own_seq, None),
+                Ok(s) => (s.max_own_seq.max(s.txn_hw), None),
                 Err(e) => (0, Some(e.clone())),
             };
             let decisions = shared.board.exchange(id.0, scanned.unwrap_or_default());
             if let Some(e) = scan_err {
                 return Err(e);
             }
+            let entities_from_snapshot = base.len();
             let mut replay = Replay {
-                store: Store::default(),
+                store: base,
                 records: 0,
                 bad_record: None,
                 shared: &shared,
             };
             let mut dropped = 0u64;
-            let opened =
-                ShardLog::open(&dir, ident, segment_bytes, 0, mode, |lsn, kind, payload| {
+            let opened = ShardLog::open(
+                &dir,
+                ident,
+                segment_bytes,
+                from,
+                mode,
+                |lsn, kind, payload| {
                     let base = lsn + ShardLog::PAYLOAD_OFFSET;
                     match kind {
                         FRAME_EVENTS => replay.records(payload, base),
@@ -133,7 +195,7 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
                             let t = u64::from_le_bytes(
                                 payload[..TXN_BYTES].try_into().expect("8 bytes"),
                             );
-                            if decisions.committed.contains(&t) {
+                            if decisions.keeps(t) {
                                 replay.records(&payload[TXN_BYTES..], base + TXN_BYTES as u64);
                             } else {
                                 dropped += 1;
@@ -141,7 +203,8 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
                         }
                         _ => {}
                     }
-                });
+                },
+            );
             shared
                 .replayed
                 .fetch_add(replay.records % PROGRESS_EVERY_RECORDS, Ordering::Relaxed);
@@ -165,6 +228,13 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
                     dst[..TXN_BYTES].copy_from_slice(&t.to_le_bytes());
                     dst[TXN_BYTES..].copy_from_slice(&records);
                 });
+            }
+            if snap.is_some() {
+                eprintln!(
+                    "flux: shard {}: loaded a snapshot of {entities_from_snapshot} entities, \
+                     replaying the log from LSN {from}",
+                    id.0
+                );
             }
             Ok((
                 replay.store,

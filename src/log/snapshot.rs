@@ -1,0 +1,302 @@
+//! Snapshots: a shard's state written to one checksummed file, so that a restart
+//! replays only the log after it.
+//!
+//! A snapshot is *fuzzy*: entities are written in id order in chunks while the shard
+//! goes on serving, so each entity is captured at some moment between the start and the
+//! end of the snapshot. Recovery loads it and replays the log from `replay_from_lsn`,
+//! the write position when the snapshot started (or an older in-flight cross-shard
+//! intent). That is exact because replaying a suffix of an entity's events on top of
+//! any state that already contains a prefix of that suffix gives the final state:
+//! every key written in the suffix ends with its last value, keys not written keep
+//! theirs, a tombstone in the suffix resets the entity, and a key's position is its
+//! first insertion, which the captured state already has if it has the key.
+//!
+//! File layout (LE), written to `snapshot.tmp`, fsynced, renamed to `snapshot.snap`,
+//! directory fsynced:
+//!
+//! ```text
+//! +----------+---------+----------+-------------+-----------------+-------------+
+//! | FLUXSNP1 | ver u32 | shard u32| shards u32  | replay_from u64 | txn_hw u64  |
+//! +----------+---------+----------+-------------+-----------------+-------------+
+//! | entities × [ idl u16 | id | last_updated_ms u64 | last_lsn u64 | pl u32 | props ] |
+//! +------------------------------------------------------------------------------+
+//! | end marker idl = 0xFFFF | entity count u64 | crc32 of every byte before it u32 |
+//! +------------------------------------------------------------------------------+
+//! ```
+//!
+//! `txn_hw` is the highest cross-shard txn counter of this shard whose intent lies
+//! before `replay_from` (see `txn`).
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::state::{Entity, Store};
+
+pub const SNAPSHOT_FILE: &str = "snapshot.snap";
+pub const SNAPSHOT_TMP: &str = "snapshot.tmp";
+const MAGIC: &[u8; 8] = b"FLUXSNP1";
+const VERSION: u32 = 1;
+const HEADER_BYTES: usize = 8 + 4 + 4 + 4 + 8 + 8;
+const END_MARKER: u16 = 0xFFFF;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    pub shard: u32,
+    pub shards: u32,
+    pub replay_from_lsn: u64,
+    pub txn_hw: u64,
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(SNAPSHOT_FILE)
+}
+
+/// Encodes the header into `out`.
+pub fn write_header(out: &mut Vec<u8>, m: &SnapshotMeta) {
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&m.shard.to_le_bytes());
+    out.extend_from_slice(&m.shards.to_le_bytes());
+    out.extend_from_slice(&m.replay_from_lsn.to_le_bytes());
+    out.extend_from_slice(&m.txn_hw.to_le_bytes());
+}
+
+/// Encodes one entity into `out`.
+pub fn write_entity(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
+    debug_assert!(id.len() < END_MARKER as usize);
+    out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&e.last_updated_ms.to_le_bytes());
+    out.extend_from_slice(&e.last_lsn.to_le_bytes());
+    out.extend_from_slice(&(e.props.len() as u32).to_le_bytes());
+    out.extend_from_slice(&e.props);
+}
+
+/// The end marker and count; the caller appends the CRC of everything before it.
+pub fn write_trailer(out: &mut Vec<u8>, entities: u64) {
+    out.extend_from_slice(&END_MARKER.to_le_bytes());
+    out.extend_from_slice(&entities.to_le_bytes());
+}
+
+/// Why a snapshot was not used.
+#[derive(Debug)]
+pub enum LoadError {
+    Missing,
+    Io(io::Error),
+    Corrupt(&'static str),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Missing => f.write_str("no snapshot"),
+            LoadError::Io(e) => write!(f, "cannot read the snapshot: {e}"),
+            LoadError::Corrupt(why) => write!(f, "the snapshot is corrupt: {why}"),
+        }
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], LoadError> {
+        let s = self
+            .b
+            .get(self.at..self.at + n)
+            .ok_or(LoadError::Corrupt("truncated"))?;
+        self.at += n;
+        Ok(s)
+    }
+    fn u16(&mut self) -> Result<u16, LoadError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn u32(&mut self) -> Result<u32, LoadError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64, LoadError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+}
+
+/// Reads and verifies `dir/snapshot.snap` into a store.
+pub fn load(dir: &Path) -> Result<(SnapshotMeta, Store), LoadError> {
+    let mut f = match std::fs::File::open(path(dir)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::Missing),
+        Err(e) => return Err(LoadError::Io(e)),
+    };
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(LoadError::Io)?;
+    if bytes.len() < HEADER_BYTES + 2 + 8 + 4 {
+        return Err(LoadError::Corrupt("truncated"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+        return Err(LoadError::Corrupt("checksum mismatch"));
+    }
+    let mut c = Cursor { b: body, at: 0 };
+    if c.take(8)? != MAGIC {
+        return Err(LoadError::Corrupt("bad magic"));
+    }
+    if c.u32()? != VERSION {
+        return Err(LoadError::Corrupt("unknown version"));
+    }
+    let meta = SnapshotMeta {
+        shard: c.u32()?,
+        shards: c.u32()?,
+        replay_from_lsn: c.u64()?,
+        txn_hw: c.u64()?,
+    };
+    let mut store = Store::default();
+    let mut n = 0u64;
+    loop {
+        let idl = c.u16()?;
+        if idl == END_MARKER {
+            break;
+        }
+        let id = c.take(idl as usize)?;
+        let last_updated_ms = c.u64()?;
+        let last_lsn = c.u64()?;
+        let pl = c.u32()? as usize;
+        let props = c.take(pl)?.to_vec();
+        store.insert(
+            id,
+            Entity {
+                last_updated_ms,
+                last_lsn,
+                props,
+            },
+        );
+        n += 1;
+    }
+    if c.u64()? != n || c.at != body.len() {
+        return Err(LoadError::Corrupt("entity count mismatch"));
+    }
+    Ok((meta, store))
+}
+
+/// Streams a snapshot to `dir/snapshot.tmp` and finally renames it into place.
+pub struct Writer {
+    dir: PathBuf,
+    file: std::fs::File,
+    crc: crc32fast::Hasher,
+}
+
+impl Writer {
+    pub fn create(dir: &Path) -> io::Result<Writer> {
+        let file = std::fs::File::create(dir.join(SNAPSHOT_TMP))?;
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+            file,
+            crc: crc32fast::Hasher::new(),
+        })
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.crc.update(chunk);
+        self.file.write_all(chunk)
+    }
+
+    /// Appends the CRC, syncs, renames over the old snapshot and syncs the directory.
+    pub fn finish(mut self) -> io::Result<()> {
+        let crc = self.crc.clone().finalize();
+        self.file.write_all(&crc.to_le_bytes())?;
+        self.file.sync_all()?;
+        std::fs::rename(self.dir.join(SNAPSHOT_TMP), path(&self.dir))?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::push_property;
+
+    fn sample_store() -> Store {
+        let mut s = Store::default();
+        for i in 0..100u64 {
+            let mut props = Vec::new();
+            push_property(&mut props, b"t", format!("{i}.50").as_bytes());
+            s.insert(
+                format!("e-{i:03}").as_bytes(),
+                Entity {
+                    last_updated_ms: i,
+                    last_lsn: i * 7,
+                    props,
+                },
+            );
+        }
+        s
+    }
+
+    fn write(dir: &Path, store: &Store, meta: &SnapshotMeta) {
+        let mut w = Writer::create(dir).unwrap();
+        let mut buf = Vec::new();
+        write_header(&mut buf, meta);
+        for (id, e) in store.range(b"", None) {
+            write_entity(&mut buf, id, e);
+        }
+        write_trailer(&mut buf, store.len() as u64);
+        w.write(&buf[..10]).unwrap();
+        w.write(&buf[10..]).unwrap();
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn write_then_load_gives_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sample_store();
+        let meta = SnapshotMeta {
+            shard: 1,
+            shards: 2,
+            replay_from_lsn: 4096,
+            txn_hw: 9,
+        };
+        write(dir.path(), &store, &meta);
+        let (m, loaded) = load(dir.path()).unwrap();
+        assert_eq!(m, meta);
+        assert_eq!(loaded.len(), 100);
+        for (id, e) in store.range(b"", None) {
+            let l = loaded.get(id).unwrap();
+            assert_eq!(
+                (l.last_updated_ms, l.last_lsn, &l.props),
+                (e.last_updated_ms, e.last_lsn, &e.props)
+            );
+        }
+        assert!(!dir.path().join(SNAPSHOT_TMP).exists());
+    }
+
+    #[test]
+    fn every_flipped_byte_and_every_truncation_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SnapshotMeta {
+            shard: 0,
+            shards: 1,
+            replay_from_lsn: 64,
+            txn_hw: 0,
+        };
+        write(dir.path(), &sample_store(), &meta);
+        let good = std::fs::read(path(dir.path())).unwrap();
+        for i in (0..good.len()).step_by(7) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            std::fs::write(path(dir.path()), &bad).unwrap();
+            assert!(
+                matches!(load(dir.path()), Err(LoadError::Corrupt(_))),
+                "flip at {i}"
+            );
+        }
+        for cut in [0, 1, HEADER_BYTES, good.len() / 2, good.len() - 1] {
+            std::fs::write(path(dir.path()), &good[..cut]).unwrap();
+            assert!(
+                matches!(load(dir.path()), Err(LoadError::Corrupt(_))),
+                "cut at {cut}"
+            );
+        }
+        std::fs::remove_file(path(dir.path())).unwrap();
+        assert!(matches!(load(dir.path()), Err(LoadError::Missing)));
+    }
+}
