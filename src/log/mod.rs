@@ -54,6 +54,9 @@ pub struct ShardLog {
     sync_files: Vec<Arc<File>>,
     /// Index of the oldest segment that may hold data not yet synced.
     unsynced_from: usize,
+    /// Test hook (`FLUX_FAILPOINT=enospc-marker`): while this file exists, creating a
+    /// segment fails with ENOSPC, as on a full disk.
+    enospc_marker: Option<PathBuf>,
 }
 
 /// Why an append could not be made.
@@ -92,6 +95,7 @@ impl ShardLog {
                 segments,
                 sync_files,
                 unsynced_from,
+                enospc_marker: None,
             },
             report,
         ))
@@ -119,6 +123,9 @@ impl ShardLog {
             // one fdatasync per segment (every `segment_bytes` of log).
             if let Some(last) = self.segments.last() {
                 last.file().sync_data().map_err(AppendError::Io)?;
+            }
+            if self.enospc_marker.as_ref().is_some_and(|m| m.exists()) {
+                return Err(AppendError::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
             }
             let base = self.segments.last().map_or(0, Segment::end_lsn);
             let seg = Segment::create(
@@ -228,6 +235,11 @@ impl ShardLog {
             std::fs::File::open(&self.dir)?.sync_all()?;
         }
         Ok(removed)
+    }
+
+    /// Arms the ENOSPC test hook (see `enospc_marker`).
+    pub fn set_enospc_marker(&mut self, marker: PathBuf) {
+        self.enospc_marker = Some(marker);
     }
 
     pub fn dir(&self) -> &Path {

@@ -265,6 +265,10 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
             id.0
         );
     }
+    let mut log = log;
+    if cfg.failpoint.as_deref() == Some("enospc-marker") {
+        log.set_enospc_marker(cfg.data_dir.join(".fail-enospc"));
+    }
     let entities = store.len();
     *shard.store.borrow_mut() = store;
     *shard.log.borrow_mut() = Some(log);
