@@ -334,13 +334,13 @@ fn real_server_verify_from_reports_planted_mismatch() {
 }
 
 #[test]
-#[ignore = "needs a server that persists its state across restarts (log + recovery)"]
 fn real_server_verify_from_after_restart_reports_planted_mismatch() {
     let Some(server) = real(None) else {
         return;
     };
     planted_mismatch(server, |mut s| {
-        // Stop (by our own child handle) and start again on the same data.
+        // Kill -9 (Drop kills by our own child handle), then start again on the same
+        // data: the log must bring back every acknowledged write.
         let data = s.data.take();
         drop(s);
         real(data).expect("the binary was there a moment ago")

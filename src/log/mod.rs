@@ -57,6 +57,9 @@ pub struct ShardLog {
     /// Test hook (`FLUX_FAILPOINT=enospc-marker`): while this file exists, creating a
     /// segment fails with ENOSPC, as on a full disk.
     enospc_marker: Option<PathBuf>,
+    /// New segments start at or above this: past a damaged last segment that a
+    /// tolerant recovery skipped (its file keeps its name).
+    base_floor: u64,
 }
 
 /// Why an append could not be made.
@@ -96,6 +99,7 @@ impl ShardLog {
                 sync_files,
                 unsynced_from,
                 enospc_marker: None,
+                base_floor: report.end_lsn,
             },
             report,
         ))
@@ -127,7 +131,7 @@ impl ShardLog {
             if self.enospc_marker.as_ref().is_some_and(|m| m.exists()) {
                 return Err(AppendError::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
             }
-            let base = self.segments.last().map_or(0, Segment::end_lsn);
+            let base = self.segments.last().map_or(0, Segment::end_lsn).max(self.base_floor);
             let seg = Segment::create(
                 &self.dir,
                 SegmentHeader {

@@ -62,7 +62,7 @@ fn scan_txns(
 ) -> Result<TxnScan, String> {
     let me = ident.0 as u16;
     let mut found = TxnScan::default();
-    scan::scan(dir, ident, from, mode, |_lsn, kind, payload| match kind {
+    let (_, report) = scan::scan(dir, ident, from, mode, |_lsn, kind, payload| match kind {
         FRAME_INTENT => {
             if let Some((t, parts)) = txn::decode_intent(payload) {
                 found.max_own_seq = found.max_own_seq.max(t & ((1 << 48) - 1));
@@ -91,6 +91,11 @@ fn scan_txns(
         _ => {}
     })
     .map_err(|e| e.to_string())?;
+    // This pass is the one that finds (and cuts) a torn tail; the second sees a clean
+    // log, so the operator hears about it from here.
+    if let Some(cut) = &report.torn_tail {
+        eprintln!("flux: shard {me}: cut a torn log tail: {cut}");
+    }
     Ok(found)
 }
 

@@ -149,6 +149,16 @@ impl Conn {
         }
     }
 
+    /// Bytes read past the last parsed response (e.g. WebSocket frames after a 101).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// The socket, for protocols that take over after an upgrade.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Half-closes the sending side.
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);

@@ -9,7 +9,10 @@
 
 #![allow(dead_code)]
 
+pub mod acked;
 mod client;
+pub mod segfile;
+mod ws;
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -22,6 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub use client::*;
+// Not every test binary speaks WebSocket.
+#[allow(unused_imports)]
+pub use ws::*;
 
 /// How long a server may take from spawn to being ready. It normally takes well under
 /// a second; a start that hangs is retried (see `startup_never_hangs` in lifecycle.rs).
@@ -87,12 +93,17 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Option<ExitStatus>,
     (status, std::fs::read_to_string(&path).unwrap_or_default())
 }
 
-/// A running `flux` child process.
+/// A running `flux` child process. It can be stopped and started again on the same
+/// data directory (a new process on a new port, with its own log file).
 pub struct Server {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
     exit: Option<ExitStatus>,
+    /// Processes started on this data directory so far; names the current log file.
+    runs: usize,
+    /// The `env` of the last start, reused by [`Server::restart`].
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -131,23 +142,124 @@ impl Server {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return None;
         }
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut srv = Server {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+            exit: None,
+            runs: 0,
+            env: env
+                .iter()
+                .map(|&(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        srv.launch();
+        Some(srv)
+    }
+
+    /// Starts a process on `self.port` and this data directory, logging to a new file.
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "the previous process is still owned");
+        self.runs += 1;
         let mut cmd = flux_command();
-        let log = File::create(dir.path().join("server.log")).expect("log file");
-        cmd.env("FLUX_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FLUX_DATA_DIR", dir.path().join("data"))
+        let log = File::create(self.log_path()).expect("log file");
+        cmd.env("FLUX_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("FLUX_DATA_DIR", self.data_dir())
             .env("FLUX_SHARDS", "2")
-            .envs(env.iter().copied())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log clone"))
             .stderr(log);
-        let child = cmd.spawn().expect("spawn flux");
-        Some(Server {
-            child: Some(child),
-            port,
-            dir,
-            exit: None,
-        })
+        self.child = Some(cmd.spawn().expect("spawn flux"));
+        self.exit = None;
+    }
+
+    fn log_path(&self) -> std::path::PathBuf {
+        match self.runs {
+            0 | 1 => self.dir.path().join("server.log"),
+            n => self.dir.path().join(format!("server-{n}.log")),
+        }
+    }
+
+    /// `FLUX_DATA_DIR` of this server (kept across restarts), unless `env` overrode it.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Kills the process with SIGKILL (by its handle) and reaps it.
+    pub fn kill9(&mut self) {
+        if self.try_exit().is_none() {
+            let child = self.child.as_mut().expect("child");
+            child.kill().expect("kill -9 flux");
+            self.exit = Some(child.wait().expect("wait for flux"));
+        }
+    }
+
+    /// Stops the process with SIGTERM and asserts that it exits 0 within 10 s.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        let status = self
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("still running 10 s after SIGTERM; log:\n{}", self.log()));
+        assert!(status.success(), "exit {status:?}; log:\n{}", self.log());
+    }
+
+    /// Starts a new process on the same data directory (and a new port) without
+    /// waiting for it; the previous process must have exited. `env` replaces the
+    /// overrides of the previous start.
+    pub fn respawn_with(&mut self, env: &[(&str, &str)]) {
+        assert!(
+            self.try_exit().is_some(),
+            "restart while the previous process runs"
+        );
+        self.child = None;
+        self.env = env
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // Bound: free_port never repeats; someone listening would answer our checks.
+        self.port = (0..START_ATTEMPTS)
+            .map(|_| free_port())
+            .find(|&p| TcpStream::connect(("127.0.0.1", p)).is_err())
+            .expect("a free port");
+        self.launch();
+    }
+
+    /// [`Server::respawn_with`], then waits up to `timeout` until it serves; panics with
+    /// its log if it exits or does not become ready. One retry when it neither exits
+    /// nor becomes ready (see `START_TIMEOUT`).
+    pub fn restart_with_timeout(&mut self, env: &[(&str, &str)], timeout: Duration) {
+        for attempt in 0..2 {
+            self.respawn_with(env);
+            if self.ready_within(timeout) {
+                return;
+            }
+            if self.try_exit().is_some() || attempt == 1 {
+                break;
+            }
+            eprintln!(
+                "flux restart not ready (attempt {attempt}); log:\n{}",
+                self.log()
+            );
+            self.kill9();
+        }
+        panic!(
+            "flux restart failed (exit {:?}); log:\n{}",
+            self.try_exit(),
+            self.log()
+        );
+    }
+
+    /// Restarts on the same data directory with the given overrides.
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.restart_with_timeout(env, START_TIMEOUT);
+    }
+
+    /// Restarts on the same data directory with the overrides of the last start.
+    pub fn restart(&mut self) {
+        let env = self.env.clone();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.restart_with(&env);
     }
 
     /// Waits until the server has announced that it listens and answers `/health` with
@@ -189,9 +301,9 @@ impl Server {
         self.child.as_ref().expect("child").id()
     }
 
-    /// Everything the server printed so far (stdout and stderr).
+    /// Everything the current process printed so far (stdout and stderr).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// Sends a signal by name (`TERM`, `INT`) to the child with `kill(1)`.
@@ -343,6 +455,21 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// The raw body of every entity in `ids` (None for 404), over one connection.
+pub fn raw_entities(srv: &Server, ids: &[String]) -> Vec<Option<Vec<u8>>> {
+    let mut c = srv.connect();
+    ids.iter()
+        .map(|id| {
+            let r = c.exchange(&get_request(&entity_path(id)));
+            match r.status {
+                200 => Some(r.body),
+                404 => None,
+                s => panic!("GET {id}: {s} {}", String::from_utf8_lossy(&r.body)),
+            }
+        })
+        .collect()
 }
 
 /// A number unique within this test process (for ids that must not collide).

@@ -1,0 +1,447 @@
+//! A minimal WebSocket client over `std::net::TcpStream` for black-box tests: the
+//! opening handshake built by hand, masked client frames, and server frames read one
+//! at a time (text, binary, ping, pong, close). Every read has a deadline, so no test
+//! can hang; nothing is answered automatically unless asked ([`WsClient::next_json`]
+//! answers pings), so tests can also play a client that never reads or never pongs.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Conn, Response, IO_TIMEOUT};
+
+pub const OP_CONT: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+/// One frame from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.payload).expect("text frame is UTF-8")
+    }
+
+    /// Close code and reason of a close frame.
+    pub fn close(&self) -> Option<(u16, String)> {
+        (self.opcode == OP_CLOSE && self.payload.len() >= 2).then(|| {
+            (
+                u16::from_be_bytes([self.payload[0], self.payload[1]]),
+                String::from_utf8_lossy(&self.payload[2..]).into_owned(),
+            )
+        })
+    }
+}
+
+/// What waiting for a frame gave.
+#[derive(Debug)]
+pub enum Recv {
+    Frame(Frame),
+    Timeout,
+    /// EOF or reset.
+    Closed,
+}
+
+/// A `Sec-WebSocket-Key`: base64 of 16 bytes.
+pub fn ws_key(seed: u64) -> String {
+    let mut bytes = [0u8; 16];
+    let mut x = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    base64(&bytes)
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The raw upgrade request for `/api/ws` with `key`.
+pub fn upgrade_request(key: &str) -> String {
+    format!(
+        "GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A client frame: FIN set unless `fin` is false, payload masked with `mask`.
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+pub struct WsClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// JSON messages read while waiting for something else, oldest first.
+    pub backlog: VecDeque<Value>,
+    /// The close frame the server sent, once seen.
+    pub closed_with: Option<(u16, String)>,
+    mask_seed: u32,
+}
+
+impl WsClient {
+    /// Connects and upgrades, panicking unless the answer is a correct `101`.
+    pub fn connect(port: u16) -> WsClient {
+        WsClient::try_connect(port).unwrap_or_else(|r| panic!("upgrade refused: {r:?}"))
+    }
+
+    /// Connects and upgrades; a non-101 answer is returned as the error.
+    pub fn try_connect(port: u16) -> Result<WsClient, Response> {
+        let key = ws_key(super::unique() ^ u64::from(port));
+        WsClient::upgrade_with(port, upgrade_request(&key).as_bytes(), &key)
+    }
+
+    /// Sends `request` (an upgrade request using `key`, plus anything after it) and
+    /// reads the response head.
+    pub fn upgrade_with(port: u16, request: &[u8], key: &str) -> Result<WsClient, Response> {
+        let mut conn = Conn::open(port);
+        conn.send(request);
+        let head = conn.try_read_head().expect("response to the upgrade request");
+        if head.status != 101 {
+            let mut full = head.clone();
+            if let Some(len) = head.header("content-length") {
+                let len: usize = len.parse().expect("Content-Length");
+                let mut body = vec![0u8; len];
+                let mut have = conn.take_buffered();
+                while have.len() < len {
+                    let n = conn.stream().read(&mut body).expect("error body");
+                    if n == 0 {
+                        break;
+                    }
+                    have.extend_from_slice(&body[..n]);
+                }
+                have.truncate(len);
+                full.body = have;
+            }
+            return Err(full);
+        }
+        let want = async_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        assert_eq!(
+            head.header("sec-websocket-accept"),
+            Some(want.as_str()),
+            "{head:?}"
+        );
+        assert!(head
+            .header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
+        let buf = conn.take_buffered();
+        let stream = conn.into_stream();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        Ok(WsClient {
+            stream,
+            buf,
+            backlog: VecDeque::new(),
+            closed_with: None,
+            mask_seed: 0x1234_5678,
+        })
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.stream.peer_addr().expect("peer")
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        self.mask_seed = self.mask_seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        self.mask_seed.to_be_bytes()
+    }
+
+    pub fn try_send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mask = self.mask();
+        self.stream.write_all(&client_frame(fin, opcode, payload, mask))
+    }
+
+    pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        self.try_send_frame(fin, opcode, payload)
+            .unwrap_or_else(|e| panic!("send frame: {e}"));
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.send_frame(true, OP_TEXT, text.as_bytes());
+    }
+
+    pub fn send_close(&mut self, code: u16, reason: &str) {
+        let mut p = code.to_be_bytes().to_vec();
+        p.extend_from_slice(reason.as_bytes());
+        self.send_frame(true, OP_CLOSE, &p);
+    }
+
+    /// Reads one frame, waiting until `deadline`.
+    pub fn recv_until(&mut self, deadline: Instant) -> Recv {
+        loop {
+            if let Some(f) = self.parse_frame() {
+                if let Some(c) = f.close() {
+                    self.closed_with = Some(c);
+                }
+                return Recv::Frame(f);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Recv::Timeout;
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("set_read_timeout");
+            let mut tmp = [0u8; 64 * 1024];
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return Recv::Closed,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Recv::Timeout
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Recv::Closed,
+            }
+        }
+    }
+
+    pub fn recv(&mut self, timeout: Duration) -> Recv {
+        self.recv_until(Instant::now() + timeout)
+    }
+
+    /// A whole frame from the buffer, if one is there. Server frames are unmasked.
+    fn parse_frame(&mut self) -> Option<Frame> {
+        let b = &self.buf;
+        if b.len() < 2 {
+            return None;
+        }
+        assert_eq!(b[1] & 0x80, 0, "server frames must not be masked");
+        let (len, at) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 if b.len() >= 10 => (
+                u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
+                10,
+            ),
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        if b.len() < at + len {
+            return None;
+        }
+        let f = Frame {
+            fin: b[0] & 0x80 != 0,
+            opcode: b[0] & 0x0f,
+            payload: b[at..at + len].to_vec(),
+        };
+        self.buf.drain(..at + len);
+        Some(f)
+    }
+
+    /// The next JSON text message (from the backlog first), answering pings; None
+    /// on timeout or once the server closed.
+    pub fn next_json(&mut self, timeout: Duration) -> Option<Value> {
+        if let Some(v) = self.backlog.pop_front() {
+            return Some(v);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.recv_until(deadline) {
+                Recv::Frame(f) => match f.opcode {
+                    OP_TEXT => {
+                        return Some(serde_json::from_slice(&f.payload).unwrap_or_else(|e| {
+                            panic!("server sent invalid JSON ({e}): {}", f.text())
+                        }))
+                    }
+                    OP_PING => {
+                        let _ = self.try_send_frame(true, OP_PONG, &f.payload);
+                    }
+                    OP_CLOSE => return None,
+                    _ => {}
+                },
+                Recv::Timeout | Recv::Closed => return None,
+            }
+        }
+    }
+
+    /// Reads until a message of type `ty` arrives (others go to the backlog).
+    pub fn wait_for(&mut self, ty: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut skipped = Vec::new();
+        let found = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_json(left) {
+                Some(v) if v["type"] == ty => break v,
+                Some(v) => skipped.push(v),
+                None => panic!(
+                    "no {ty} within {timeout:?} (closed: {:?}); got {skipped:?}",
+                    self.closed_with
+                ),
+            }
+        };
+        for v in skipped.into_iter().rev() {
+            self.backlog.push_front(v);
+        }
+        found
+    }
+
+    /// Subscribes and waits for the acknowledgement.
+    pub fn subscribe(&mut self, pattern: &str) {
+        self.command("subscribe", pattern);
+    }
+
+    pub fn unsubscribe(&mut self, pattern: &str) {
+        self.command("unsubscribe", pattern);
+    }
+
+    fn command(&mut self, ty: &str, pattern: &str) {
+        let msg = serde_json::json!({ "type": ty, "entity_id": pattern });
+        self.send_text(&msg.to_string());
+        let ack = self.wait_for(&format!("{ty}d"), Duration::from_secs(5));
+        assert_eq!(ack["entity_id"], pattern, "{ack}");
+    }
+
+    /// Collects JSON messages until `done` says so or `timeout` passes; metrics
+    /// updates are dropped unless `keep_metrics`.
+    pub fn collect(
+        &mut self,
+        timeout: Duration,
+        keep_metrics: bool,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.next_json(left) {
+                Some(v) if !keep_metrics && v["type"] == "metrics_update" => {}
+                Some(v) => got.push(v),
+                None => break,
+            }
+        }
+        got
+    }
+
+    /// `state_update` messages until `n` arrived (or the timeout): (entity, property, value).
+    pub fn updates(&mut self, n: usize, timeout: Duration) -> Vec<(String, String, Value)> {
+        let msgs = self.collect(timeout, false, |got| {
+            got.iter().filter(|m| m["type"] == "state_update").count() >= n
+        });
+        msgs.iter()
+            .filter(|m| m["type"] == "state_update")
+            .map(|m| {
+                (
+                    m["entity_id"].as_str().expect("entity_id").to_string(),
+                    m["property"].as_str().expect("property").to_string(),
+                    m["value"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Asserts that no message other than metrics arrives for `d`.
+    pub fn assert_no_updates(&mut self, d: Duration) {
+        let got = self.collect(d, false, |got| !got.is_empty());
+        assert!(got.is_empty(), "unexpected messages: {got:?}");
+    }
+
+    /// Reads and discards frames until the server's close frame (returned) or EOF.
+    pub fn read_until_close(&mut self, timeout: Duration) -> Option<(u16, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.recv_until(deadline) {
+                Recv::Frame(f) if f.opcode == OP_CLOSE => return f.close(),
+                Recv::Frame(_) => {}
+                Recv::Timeout | Recv::Closed => return None,
+            }
+        }
+    }
+
+    /// Whether the server has closed the TCP connection within `d` (frames before the
+    /// EOF are discarded).
+    pub fn eof_within(&mut self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        loop {
+            match self.recv_until(deadline) {
+                Recv::Frame(_) => {}
+                Recv::Closed => return true,
+                Recv::Timeout => return false,
+            }
+        }
+    }
+}
+
+/// One series of `GET /metrics` (`flux_events_total`, `x_bucket{le="1"}`).
+pub fn metric(srv: &super::Server, series: &str) -> f64 {
+    let r = srv.get("/metrics");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{series} not in /metrics:\n{}", r.text()))
+        .parse()
+        .expect("metric value")
+}
+
+/// Polls `/metrics` until `series` equals `want` (panics with the last value after
+/// `timeout`).
+pub fn wait_metric(srv: &super::Server, series: &str, want: f64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = metric(srv, series);
+        if v == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {v}, expected {want} within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
