@@ -24,13 +24,22 @@
 //! * the tape is a pre-order walk that emits one node per key and per value, in the same
 //!   order as their first tokens.
 //!
-//! [`SpanWalker`] replays the JSON grammar over the tape and the token offsets together:
-//! every node gets the offset of its first token as its start; a container ends after its
-//! closing bracket; a scalar ends where the next token starts, minus the JSON whitespace in
-//! between. Every step checks that the byte at the token is what the tape says it should
-//! be (`{` for an object, `"` for a string, `t` for `true`, ...), that separators and
-//! closing brackets sit where the grammar puts them, and that both sequences are used up
-//! exactly. Any disagreement is returned as an error; a wrong span is never produced.
+//! [`SpanWalker`] replays the JSON grammar over the tape, which alone says which token
+//! belongs to which node: a container's members are values, or `key : value` pairs,
+//! separated by `,` and followed by its closing bracket, so a value of `n` nodes with `e`
+//! empty objects and arrays in it takes exactly `2n - 1 + e` tokens. A node's span starts
+//! at its first token; a container's ends after its closing bracket, a scalar's where the
+//! next token starts, minus the JSON whitespace in between.
+//!
+//! The decoder wants only the spans it hands out (the values of an event's fields, for
+//! `key` and `schema`, and of its properties), so only their tokens are read, and a nested
+//! property value is spanned from its brackets without walking inside it. What is read is
+//! checked against the tape (`{` where an object starts, a quote at both ends of a string,
+//! the closing bracket where a container ends, a separator after a value, ...), token
+//! offsets must rise strictly, and the token count must come out exact, so a token too
+//! many or too few anywhere is caught. Any disagreement found is returned as an error,
+//! never turned into a span. (The walk can also span every node and check every token;
+//! the tests use that to pin down the correspondence.)
 //!
 //! # Allocation
 //!
@@ -110,12 +119,18 @@ const SPAN_MISMATCH: &str =
     "internal decoder error: could not locate JSON values in the request body";
 
 /// The nodes whose spans `build_event` reads in a single event: the values of the event's
-/// fields (level 2, for `key` and `schema`) and of its properties (level 4: event object,
-/// payload, properties, value). Everything else is only counted, and what is nested in a
-/// property value is not even walked.
-const SINGLE_SPANS: Wanted = Wanted::Values(1 << 2 | 1 << 4);
+/// fields (level 2; `key` and `schema` are kept raw) and of its properties (level 4, below
+/// the event object, `payload` and `properties`). Everything else is only counted, and
+/// what is nested in a property value is not even walked.
+const SINGLE_SPANS: Wanted = Wanted {
+    levels: 1 << 2 | 1 << 4,
+    keys: false,
+};
 /// The same for a batch, whose events sit two levels down, in `{"events":[...]}`.
-const BATCH_SPANS: Wanted = Wanted::Values(1 << 4 | 1 << 6);
+const BATCH_SPANS: Wanted = Wanted {
+    levels: 1 << 4 | 1 << 6,
+    keys: false,
+};
 
 /// Byte range `[start, end)` of one tape node's text in the original body. `u32` is enough
 /// because simd-json refuses bodies of 4 GiB or more.
@@ -336,31 +351,40 @@ fn is_json_whitespace(b: &u8) -> bool {
 struct SpanMismatch;
 
 /// Which nodes a [`SpanWalker`] spans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wanted {
-    /// Every node, checking every token against the grammar.
-    All,
-    /// Only the values (not the keys) on the nesting levels whose bits are set: bit `n`
-    /// for level `n`, the root being on level 1 and the keys and values of a container on
-    /// level `n` being on level `n + 1`. The other tokens are counted, not read, and
-    /// containers below the deepest wanted level are not walked at all.
-    Values(u64),
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    /// The nesting levels whose values get spans: bit `n` for level `n` (bit 63 for 63 and
+    /// deeper), the root being on level 1 and the keys and values of a container on level
+    /// `n` on level `n + 1`. Tokens that are not part of a wanted span are counted, not
+    /// read, and containers on the deepest wanted level or below are not walked into.
+    levels: u64,
+    /// Whether keys get spans too, and every `,` and `:` is read and checked. With every
+    /// level this reads and checks every token: the full walk that the tests use to pin
+    /// down the correspondence.
+    keys: bool,
 }
 
 impl Wanted {
+    /// Every node, every token read and checked.
+    #[cfg(test)]
+    const EVERY_TOKEN: Wanted = Wanted {
+        levels: u64::MAX,
+        keys: true,
+    };
+
+    /// Whether the values on `level` get spans.
     fn spans(self, level: usize) -> bool {
-        match self {
-            Wanted::All => true,
-            Wanted::Values(levels) => level < 64 && (levels >> level) & 1 == 1,
-        }
+        (self.levels >> level.min(63)) & 1 == 1
     }
 
     /// Whether the members of a container on `level` have to be walked: some wanted
     /// level lies below it.
     fn enters(self, level: usize) -> bool {
-        match self {
-            Wanted::All => true,
-            Wanted::Values(levels) => level < 63 && levels >> (level + 1) != 0,
+        let below = level + 1;
+        if below < 64 {
+            self.levels >> below != 0
+        } else {
+            self.spans(63)
         }
     }
 }
@@ -378,9 +402,10 @@ struct SpanWalker<'w, 'de> {
 }
 
 impl SpanWalker<'_, '_> {
-    /// Spans every node of the document.
+    /// Spans every node of the document, reading and checking every token.
+    #[cfg(test)]
     fn walk_document(&mut self) -> Result<(), SpanMismatch> {
-        self.walk(Wanted::All)
+        self.walk(Wanted::EVERY_TOKEN)
     }
 
     /// Spans the `wanted` nodes; the spans of the others stay as they were (empty after
@@ -389,15 +414,35 @@ impl SpanWalker<'_, '_> {
     /// Which token belongs to which node follows from the tape alone (see
     /// [`SpanWalker::skip_members`] for the arithmetic), so only the tokens that end up in
     /// a span need to be read. simd-json validated the text; what is checked here is that
-    /// tokens and nodes belong together. Both sequences must be used up exactly at the
-    /// end, which catches a token too many or too few anywhere; every token that is read
-    /// must start what the tape says (`{` for an object, `"` for a string, `t` for
-    /// `true`, `,` between members, ...); a scalar's last byte must fit its type too, and
-    /// a container's members must use up exactly its `count` nodes. [`Wanted::All`] reads
-    /// and checks every token.
+    /// tokens and nodes belong together:
+    ///
+    /// * both sequences are used up exactly, which catches a token too many or too few
+    ///   anywhere, and token offsets rise strictly inside the body, so a token that is
+    ///   off can only be off to somewhere between its neighbours;
+    /// * every token that is read starts what the tape says: `{` for an object, `"` for a
+    ///   string, `t` for `true`, its closing bracket where a container ends, a separator or
+    ///   a closing bracket after a value, `,` between members and `:` after a key;
+    /// * a scalar's last byte fits its type too (a quote, a digit, a whole literal), and a
+    ///   container's members use up exactly its `count` nodes.
+    ///
+    /// With [`Wanted::keys`] and every level, every token is read and checked.
     fn walk(&mut self, wanted: Wanted) -> Result<(), SpanMismatch> {
         // Offsets stay below u32::MAX - 1, so `offset + 2` cannot overflow.
         if self.body.len() >= u32::MAX as usize || self.spans.len() < self.tape.len() {
+            return Err(SpanMismatch);
+        }
+        let inside = self
+            .tokens
+            .last()
+            .is_none_or(|&last| (last as usize) < self.body.len());
+        // A fold rather than `all`: no early exit, so the loop vectorizes.
+        let later = self.tokens.get(1..).unwrap_or_default();
+        let rising = self
+            .tokens
+            .iter()
+            .zip(later)
+            .fold(true, |rising, (a, b)| rising & (a < b));
+        if !inside || !rising {
             return Err(SpanMismatch);
         }
         self.value(1, wanted)?;
@@ -420,7 +465,7 @@ impl SpanWalker<'_, '_> {
             Node::Object { len, count } => (len, count, true),
             Node::Array { len, count } => (len, count, false),
             scalar if wanted.spans(level) => {
-                let (start, first) = self.token()?;
+                let (start, first) = self.first_token()?;
                 let end = self.scalar_end(scalar, start, first)?;
                 return self.set(index, start, end);
             }
@@ -430,27 +475,29 @@ impl SpanWalker<'_, '_> {
             }
         };
         let (open, close) = if object { (b'{', b'}') } else { (b'[', b']') };
-        let span = wanted.spans(level);
-        let start = if span {
-            match self.token()? {
-                (start, byte) if byte == open => start,
+        let start = if wanted.spans(level) {
+            match self.first_token()? {
+                (start, byte) if byte == open => Some(start),
                 _ => return Err(SpanMismatch),
             }
         } else {
             self.next_token += 1;
-            0
+            None
         };
         if len > 0 && !wanted.enters(level) {
             self.skip_members(index, count)?;
         } else {
             self.members(index, len, count, object, level, wanted)?;
         }
-        if span {
-            let end = self.expect(close)? + 1;
-            self.set(index, start, end)
-        } else {
-            self.next_token += 1;
-            Ok(())
+        match start {
+            Some(start) => {
+                let end = self.expect(close)? + 1;
+                self.set(index, start, end)
+            }
+            None => {
+                self.next_token += 1;
+                Ok(())
+            }
         }
     }
 
@@ -471,21 +518,21 @@ impl SpanWalker<'_, '_> {
         if level > MAX_DEPTH {
             return Err(SpanMismatch);
         }
-        let all = wanted == Wanted::All;
         for member in 0..len {
             if member > 0 {
-                if all {
+                if wanted.keys {
                     self.expect(b',')?;
                 } else {
                     self.next_token += 1;
                 }
             }
             if object {
-                self.key(all)?;
+                self.key(wanted.keys)?;
             }
             self.value(level + 1, wanted)?;
         }
-        if self.next_node == index + 1 + count {
+        // `next_node > index`: the container's own node was taken.
+        if self.next_node - index - 1 == count {
             Ok(())
         } else {
             Err(SpanMismatch)
@@ -493,7 +540,6 @@ impl SpanWalker<'_, '_> {
     }
 
     /// Consumes the next token, returning its offset and first byte.
-    #[inline(always)]
     fn token(&mut self) -> Result<(u32, u8), SpanMismatch> {
         let offset = *self.tokens.get(self.next_token).ok_or(SpanMismatch)?;
         self.next_token += 1;
@@ -501,8 +547,21 @@ impl SpanWalker<'_, '_> {
         Ok((offset, byte))
     }
 
+    /// Consumes the next token as the first of a key or value. Only an opening bracket, a
+    /// separator or whitespace can come right before one; anything else means the token
+    /// points into the middle of a value.
+    fn first_token(&mut self) -> Result<(u32, u8), SpanMismatch> {
+        let (offset, byte) = self.token()?;
+        let before = offset.checked_sub(1).map(|i| self.body.get(i as usize));
+        match before {
+            None | Some(Some(b'{' | b'[' | b',' | b':' | b' ' | b'\t' | b'\n' | b'\r')) => {
+                Ok((offset, byte))
+            }
+            Some(_) => Err(SpanMismatch),
+        }
+    }
+
     /// Consumes the next token, which must be `want` (a separator or closing bracket).
-    #[inline(always)]
     fn expect(&mut self, want: u8) -> Result<u32, SpanMismatch> {
         match self.token()? {
             (offset, byte) if byte == want => Ok(offset),
@@ -510,7 +569,6 @@ impl SpanWalker<'_, '_> {
         }
     }
 
-    #[inline(always)]
     fn set(&mut self, index: usize, start: u32, end: u32) -> Result<(), SpanMismatch> {
         *self.spans.get_mut(index).ok_or(SpanMismatch)? = Span { start, end };
         Ok(())
@@ -518,7 +576,6 @@ impl SpanWalker<'_, '_> {
 
     /// Consumes an object key and the `:` after it; with `span`, checks both tokens and
     /// records the key's span.
-    #[inline(always)]
     fn key(&mut self, span: bool) -> Result<(), SpanMismatch> {
         let index = self.next_node;
         if !matches!(self.tape.get(index), Some(Node::String(_))) {
@@ -529,7 +586,7 @@ impl SpanWalker<'_, '_> {
             self.next_token += 2;
             return Ok(());
         }
-        let (start, first) = self.token()?;
+        let (start, first) = self.first_token()?;
         let colon = self.expect(b':')?;
         let (end, last) = self.text_end(start, colon)?;
         if !is_string(start, first, end, last) {
@@ -541,10 +598,14 @@ impl SpanWalker<'_, '_> {
     /// End of the scalar `node` whose token (at `start`, first byte `first`) was just
     /// consumed. Strings must also end in `"`, numbers in a digit, and a literal must be
     /// exactly its word.
-    #[inline(always)]
+    #[inline(always)] // LLVM keeps it out of line otherwise, costing a call per value
     fn scalar_end(&self, node: Node<'_>, start: u32, first: u8) -> Result<u32, SpanMismatch> {
         let limit = match self.tokens.get(self.next_token) {
-            Some(&offset) => offset,
+            // Only a separator or a closing bracket can follow a value.
+            Some(&offset) => match self.body.get(offset as usize) {
+                Some(b',' | b'}' | b']') => offset,
+                _ => return Err(SpanMismatch),
+            },
             None => self.body.len() as u32, // fits, checked by `walk`
         };
         let (end, last) = self.text_end(start, limit)?;
@@ -568,7 +629,6 @@ impl SpanWalker<'_, '_> {
     /// `limit` (or by the end of the body): `limit` less the whitespace before it, as
     /// only whitespace can separate a scalar from the next token. Also returns the last
     /// byte of the text, which cannot be whitespace.
-    #[inline(always)]
     fn text_end(&self, start: u32, limit: u32) -> Result<(u32, u8), SpanMismatch> {
         let mut end = limit;
         while end > start {
@@ -581,7 +641,6 @@ impl SpanWalker<'_, '_> {
         Err(SpanMismatch)
     }
 
-    #[inline(always)]
     fn is_word(&self, start: u32, end: u32, word: &[u8]) -> bool {
         self.body.get(start as usize..end as usize) == Some(word)
     }
@@ -597,9 +656,8 @@ impl SpanWalker<'_, '_> {
     /// for the first child), an empty one adds just its closing bracket, and every node
     /// but the root is exactly one container's child. So only the empty containers need
     /// counting, a pass over the nodes that reads neither tokens nor body bytes.
-    #[inline(always)]
     fn skip_members(&mut self, index: usize, count: usize) -> Result<(), SpanMismatch> {
-        let after = index.checked_add(count + 1).ok_or(SpanMismatch)?;
+        let after = (index + 1).checked_add(count).ok_or(SpanMismatch)?;
         let inner = self.tape.get(index + 1..after).ok_or(SpanMismatch)?;
         // The opening token was `next_token - 1`; the closing one is the last of the
         // `2 * (count + 1) - 1 + empty` tokens from there.
@@ -1169,6 +1227,151 @@ mod tests {
         .walk_document()
         .is_ok();
         assert!(!ok);
+    }
+
+    /// `(level, is a key)` of every tape node, worked out from the tape alone.
+    fn node_roles(tape: &[Node<'_>]) -> Vec<(usize, bool)> {
+        fn visit(
+            tape: &[Node<'_>],
+            i: usize,
+            role: (usize, bool),
+            out: &mut [(usize, bool)],
+        ) -> usize {
+            out[i] = role;
+            let (len, object) = match tape[i] {
+                Node::Object { len, .. } => (len, true),
+                Node::Array { len, .. } => (len, false),
+                _ => return i + 1,
+            };
+            let mut next = i + 1;
+            for _ in 0..len {
+                if object {
+                    next = visit(tape, next, (role.0 + 1, true), out);
+                }
+                next = visit(tape, next, (role.0 + 1, false), out);
+            }
+            next
+        }
+        let mut out = vec![(0, false); tape.len()];
+        assert_eq!(visit(tape, 0, (1, false), &mut out), tape.len());
+        out
+    }
+
+    /// Runs a walk for `wanted` over `tokens`; the spans if it succeeded.
+    fn walk_spans(
+        doc: &str,
+        tape: &[Node<'_>],
+        tokens: &[u32],
+        wanted: Wanted,
+    ) -> Option<Vec<Span>> {
+        let mut spans = vec![Span::default(); tape.len()];
+        let mut walker = SpanWalker {
+            tape,
+            tokens,
+            body: doc.as_bytes(),
+            spans: &mut spans,
+            next_node: 0,
+            next_token: 0,
+        };
+        walker.walk(wanted).ok().map(|()| spans)
+    }
+
+    /// Level sets for values-only walks, from none to all, including the decoder's own.
+    const LEVEL_SETS: &[u64] = &[
+        0,
+        1 << 1,
+        1 << 2,
+        1 << 3,
+        1 << 2 | 1 << 4,
+        1 << 4 | 1 << 6,
+        u64::MAX,
+    ];
+
+    #[test]
+    fn wanted_values_get_the_spans_of_a_full_walk_and_nothing_else() {
+        for doc in [
+            r#"{"a":{"b":[1,{"c":null}],"d":"\"}"},"e":[[],{}],"f":{"g":{}}}"#,
+            r#"[1 , 2,3 ,"x" , {"k" :[ true ]}, [[[]]], {"z": [false, -0.5e3]}]"#,
+            " { \"k\" :\n\t-10 , \"n\" : { \"m\" : [ { } , [ 1 ] , \"]\" ] } } ",
+            r#"{"events":[{"payload":{"properties":{"p":[1,[2,{}]],"q":"}"}}},{"key":{"a":[]}}]}"#,
+            "\"top\"",
+            " 12 ",
+        ] {
+            let mut scratch = doc.as_bytes().to_vec();
+            scratch.resize(doc.len() + INPUT_PADDING, 0);
+            let mut buffers = Buffers::new(0);
+            let mut tape = Tape::null();
+            fill_tape_padded(&mut scratch, doc.len(), &mut buffers, &mut tape).unwrap();
+            let tokens = buffers.structural_indexes();
+            let full = walk_spans(doc, &tape.0, tokens, Wanted::EVERY_TOKEN).unwrap();
+            let roles = node_roles(&tape.0);
+            for &levels in LEVEL_SETS {
+                let wanted = Wanted {
+                    levels,
+                    keys: false,
+                };
+                let spans = walk_spans(doc, &tape.0, tokens, wanted).unwrap();
+                for (i, &(level, key)) in roles.iter().enumerate() {
+                    let expected = if !key && wanted.spans(level) {
+                        full[i]
+                    } else {
+                        Span::default()
+                    };
+                    assert_eq!(spans[i], expected, "node {i} for {levels:#b} in {doc:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wanted_values_refuse_tokens_that_do_not_line_up_or_keep_every_span_right() {
+        let doc = r#"{"a":[12,true],"b":"x,y","c":{"d":[]},"e":-7 }"#;
+        let mut scratch = doc.as_bytes().to_vec();
+        scratch.resize(doc.len() + INPUT_PADDING, 0);
+        let mut buffers = Buffers::new(0);
+        let mut tape = Tape::null();
+        fill_tape_padded(&mut scratch, doc.len(), &mut buffers, &mut tape).unwrap();
+        let good = buffers.structural_indexes().to_vec();
+
+        let mut missing_or_extra = Vec::new();
+        let mut moved = Vec::new();
+        for i in 0..good.len() {
+            let mut t = good.clone();
+            t.remove(i);
+            missing_or_extra.push(t);
+            for delta in [-2, -1, 1, 2] {
+                let mut t = good.clone();
+                t[i] = t[i].saturating_add_signed(delta);
+                moved.push(t);
+            }
+        }
+        let mut t = good.clone();
+        t.push(doc.len() as u32);
+        missing_or_extra.push(t);
+        let mut t = good.clone();
+        t.insert(3, good[3]);
+        missing_or_extra.push(t);
+
+        let values = LEVEL_SETS.iter().map(|&levels| Wanted {
+            levels,
+            keys: false,
+        });
+        for wanted in values.chain([Wanted::EVERY_TOKEN]) {
+            let right = walk_spans(doc, &tape.0, &good, wanted).unwrap();
+            for t in &missing_or_extra {
+                assert_eq!(
+                    walk_spans(doc, &tape.0, t, wanted),
+                    None,
+                    "{wanted:?}: {t:?}"
+                );
+            }
+            // A moved token is either never read (no span depends on it) or refused.
+            for t in &moved {
+                if let Some(spans) = walk_spans(doc, &tape.0, t, wanted) {
+                    assert_eq!(spans, right, "{wanted:?}: {t:?}");
+                }
+            }
+        }
     }
 
     // ------------------------------------------------------------------ round trip
