@@ -223,6 +223,38 @@ pub struct Config {
         default_value_t = 5_000
     )]
     pub shutdown_grace_ms: u64,
+
+    /// Most entities one batch delete may remove (`POST /api/state/entities/delete`);
+    /// more matches are a 400 and nothing is deleted. 1..=1000000.
+    #[arg(
+        long = "max-batch-delete",
+        env = "FLUX_MAX_BATCH_DELETE",
+        default_value_t = 10_000
+    )]
+    pub max_batch_delete: usize,
+
+    /// Bytes of messages a WebSocket connection may have queued; a subscriber that
+    /// falls further behind is closed with 1008 `slow consumer`. 4 KiB..=1 GiB.
+    #[arg(long = "ws-queue-bytes", env = "FLUX_WS_QUEUE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub ws_queue_bytes: usize,
+
+    /// Milliseconds between two `metrics_update` messages to every WebSocket
+    /// connection. 100..=3600000.
+    #[arg(
+        long = "metrics-interval-ms",
+        env = "FLUX_METRICS_INTERVAL_MS",
+        default_value_t = 2_000
+    )]
+    pub metrics_interval_ms: u64,
+
+    /// Milliseconds between server pings on each WebSocket connection; a connection
+    /// that sends nothing (not even a pong) for two intervals is closed. 100..=3600000.
+    #[arg(
+        long = "ws-ping-interval-ms",
+        env = "FLUX_WS_PING_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    pub ws_ping_interval_ms: u64,
 }
 
 impl Config {
@@ -283,6 +315,26 @@ impl Config {
         }
         if self.io_memory_kib < 64 {
             return Err("FLUX_IO_MEMORY_KIB must be at least 64".into());
+        }
+        self.validate_ws()?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The bounds of the deletion, WebSocket and metrics settings.
+    fn validate_ws(&self) -> Result<(), String> {
+        if !(1..=1_000_000).contains(&self.max_batch_delete) {
+            return Err("FLUX_MAX_BATCH_DELETE must be 1..=1000000".into());
+        }
+        if !(4096..=1 << 30).contains(&self.ws_queue_bytes) {
+            return Err("FLUX_WS_QUEUE_BYTES must be 4096..=1073741824".into());
+        }
+        if !(100..=3_600_000).contains(&self.metrics_interval_ms) {
+            return Err("FLUX_METRICS_INTERVAL_MS must be 100..=3600000".into());
+        }
+        if !(100..=3_600_000).contains(&self.ws_ping_interval_ms) {
+            return Err("FLUX_WS_PING_INTERVAL_MS must be 100..=3600000".into());
         }
         Ok(())
     }

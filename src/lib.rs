@@ -15,6 +15,8 @@
 //! | [`event`] | the binary record an event travels (and will be logged) as |
 //! | [`log`] | a shard's memory-mapped segment log, durability, recovery scan |
 //! | [`state`] | a shard's entity store |
+//! | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |
+//! | [`metrics`] | per-shard counters and histograms, `metrics_update`, `GET /metrics` |
 //! | [`json`], [`time`] | output helpers |
 
 pub mod api;
@@ -26,7 +28,9 @@ pub mod ingest;
 pub mod json;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod shard;
 pub mod state;
 pub mod time;
+pub mod ws;

@@ -1,6 +1,7 @@
 //! Endpoint handlers. A handler gets the parsed request and queues its response into
 //! the connection's output buffer; only listings stream (see `list`).
 
+pub mod delete;
 pub mod entities;
 pub mod events;
 pub mod history;
@@ -71,6 +72,29 @@ pub async fn dispatch(
         }
         Endpoint::GetEntity => {
             entities::get_entity(shard, req, out, body).await;
+            Reply::Done
+        }
+        Endpoint::DeleteEntity => {
+            delete::delete_entity(shard, req, out, body).await;
+            Reply::Done
+        }
+        Endpoint::BatchDelete => {
+            delete::batch_delete(shard, req, out, body).await;
+            Reply::Done
+        }
+        Endpoint::Metrics => {
+            crate::metrics::prom::get_metrics(shard, req, out).await;
+            Reply::Done
+        }
+        // Upgrades are answered by the connection (`net::conn`), which owns the socket.
+        Endpoint::WebSocket => {
+            respond::error(
+                out,
+                426,
+                Persist::Close,
+                b"Upgrade: websocket\r\n",
+                "use a WebSocket upgrade",
+            );
             Reply::Done
         }
         Endpoint::ListEntities => match list::ListQuery::parse(req.query) {

@@ -23,6 +23,7 @@ fn status_line(status: u16) -> &'static [u8] {
         411 => b"HTTP/1.1 411 Length Required\r\n",
         413 => b"HTTP/1.1 413 Content Too Large\r\n",
         414 => b"HTTP/1.1 414 URI Too Long\r\n",
+        426 => b"HTTP/1.1 426 Upgrade Required\r\n",
         429 => b"HTTP/1.1 429 Too Many Requests\r\n",
         431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
         501 => b"HTTP/1.1 501 Not Implemented\r\n",
@@ -90,6 +91,17 @@ pub fn json(out: &mut Vec<u8>, status: u16, persist: Persist, extra: &[u8], body
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(extra);
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+/// A complete response with a body of `content_type` (such as Prometheus text).
+pub fn body(out: &mut Vec<u8>, status: u16, persist: Persist, content_type: &[u8], body: &[u8]) {
+    write_common(out, status, persist);
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    json::write_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
 }
 

@@ -12,6 +12,15 @@ pub enum Endpoint {
     ListEntities,
     /// `GET /api/state/entities/:id`; the id is the rest of the decoded path.
     GetEntity,
+    /// `DELETE /api/state/entities/:id`.
+    DeleteEntity,
+    /// `POST /api/state/entities/delete` (GET and DELETE of that path name the entity
+    /// `delete`).
+    BatchDelete,
+    /// `GET /api/ws` with a WebSocket upgrade.
+    WebSocket,
+    /// `GET /metrics` (Prometheus text).
+    Metrics,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +44,7 @@ pub enum BodyClass {
 impl Route {
     pub fn body_class(self) -> BodyClass {
         match self {
-            Route::Found(Endpoint::PostBatch) => BodyClass::Batch,
+            Route::Found(Endpoint::PostBatch | Endpoint::BatchDelete) => BodyClass::Batch,
             Route::Found(Endpoint::PostEvent) => BodyClass::Single,
             _ => BodyClass::Other,
         }
@@ -61,9 +70,19 @@ pub fn route(method: Method, path: &[u8]) -> Route {
         },
         b"/api/events/batch" => one(method, Post, PostBatch, b"Allow: POST\r\n"),
         b"/api/state/entities" => one(method, Get, ListEntities, b"Allow: GET, HEAD\r\n"),
-        _ if path.len() > ENTITY_PREFIX.len() && path.starts_with(ENTITY_PREFIX) => {
-            one(method, Get, GetEntity, b"Allow: GET, HEAD\r\n")
-        }
+        b"/api/ws" => one(method, Get, WebSocket, b"Allow: GET\r\n"),
+        b"/metrics" => one(method, Get, Metrics, b"Allow: GET, HEAD\r\n"),
+        b"/api/state/entities/delete" => match method {
+            Post => Route::Found(BatchDelete),
+            Get => Route::Found(GetEntity),
+            Delete => Route::Found(DeleteEntity),
+            _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, POST, DELETE\r\n"),
+        },
+        _ if path.len() > ENTITY_PREFIX.len() && path.starts_with(ENTITY_PREFIX) => match method {
+            Get => Route::Found(GetEntity),
+            Delete => Route::Found(DeleteEntity),
+            _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, DELETE\r\n"),
+        },
         _ => Route::NotFound,
     }
 }
@@ -103,6 +122,46 @@ mod tests {
         assert_eq!(
             route(Method::Delete, b"/health"),
             Route::MethodNotAllowed(b"Allow: GET, HEAD\r\n")
+        );
+    }
+
+    #[test]
+    fn deletion_websocket_and_metrics_routes() {
+        use Endpoint::*;
+        let r = |m, p: &[u8]| route(m, p);
+        assert_eq!(
+            r(Method::Delete, b"/api/state/entities/a/b"),
+            Route::Found(DeleteEntity)
+        );
+        assert_eq!(
+            r(Method::Post, b"/api/state/entities/delete"),
+            Route::Found(BatchDelete)
+        );
+        assert_eq!(
+            r(Method::Get, b"/api/state/entities/delete"),
+            Route::Found(GetEntity)
+        );
+        assert_eq!(
+            r(Method::Delete, b"/api/state/entities/delete"),
+            Route::Found(DeleteEntity)
+        );
+        assert_eq!(
+            r(Method::Put, b"/api/state/entities/delete"),
+            Route::MethodNotAllowed(b"Allow: GET, HEAD, POST, DELETE\r\n")
+        );
+        assert_eq!(
+            r(Method::Post, b"/api/state/entities/x"),
+            Route::MethodNotAllowed(b"Allow: GET, HEAD, DELETE\r\n")
+        );
+        assert_eq!(r(Method::Get, b"/api/ws"), Route::Found(WebSocket));
+        assert_eq!(
+            r(Method::Post, b"/api/ws"),
+            Route::MethodNotAllowed(b"Allow: GET\r\n")
+        );
+        assert_eq!(r(Method::Get, b"/metrics"), Route::Found(Metrics));
+        assert_eq!(
+            r(Method::Post, b"/api/state/entities/delete").body_class(),
+            BodyClass::Batch
         );
     }
 

@@ -131,7 +131,11 @@ impl ShardLog {
             if self.enospc_marker.as_ref().is_some_and(|m| m.exists()) {
                 return Err(AppendError::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
             }
-            let base = self.segments.last().map_or(0, Segment::end_lsn).max(self.base_floor);
+            let base = self
+                .segments
+                .last()
+                .map_or(0, Segment::end_lsn)
+                .max(self.base_floor);
             let seg = Segment::create(
                 &self.dir,
                 SegmentHeader {

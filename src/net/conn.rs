@@ -45,6 +45,8 @@ pub struct Conn {
     /// De-chunked request body.
     body: Vec<u8>,
     scratch: Scratch,
+    /// A WebSocket upgrade was accepted: after the `101` the socket goes to a session.
+    upgraded: bool,
 }
 
 /// How reading more bytes ended, when it did not deliver any.
@@ -67,6 +69,7 @@ impl Conn {
             out: Vec::with_capacity(READ_BUF_BYTES),
             body: Vec::new(),
             scratch: Scratch::default(),
+            upgraded: false,
         }
     }
 
@@ -194,7 +197,10 @@ impl Conn {
             // its header timeout runs from now, not the idle timeout.
             head_started = (self.start < self.end).then(Instant::now);
             if !keep {
-                let _ = self.flush().await;
+                let flushed = self.flush().await.is_ok();
+                if self.upgraded && flushed {
+                    self.into_session().await;
+                }
                 return;
             }
         }
@@ -215,6 +221,9 @@ impl Conn {
         let is_head = head.method == Method::Head;
         let method = if is_head { Method::Get } else { head.method };
         let route = route::route(method, &self.scratch.path);
+        if route == route::Route::Found(route::Endpoint::WebSocket) && !is_head {
+            return self.upgrade(&head);
+        }
         let limit = match route.body_class() {
             BodyClass::Single => cfg.body_limit_single_bytes,
             BodyClass::Batch => cfg.body_limit_batch_bytes,
@@ -335,6 +344,7 @@ impl Conn {
             http10: head.minor_version == 0,
         };
         let mark = self.out.len();
+        let dispatched = Instant::now();
         let reply = api::dispatch(
             &self.shard,
             &req,
@@ -343,6 +353,12 @@ impl Conn {
             &mut self.scratch.results,
         )
         .await;
+        if matches!(
+            route,
+            route::Route::Found(route::Endpoint::PostEvent | route::Endpoint::PostBatch)
+        ) {
+            self.shard.metrics.ingest(dispatched.elapsed());
+        }
         match reply {
             Reply::Done => {
                 if is_head {
@@ -387,6 +403,39 @@ impl Conn {
             return false;
         }
         true
+    }
+}
+
+impl Conn {
+    /// Answers a WebSocket upgrade request (`ws::upgrade`). Returns false: either the
+    /// connection becomes a session after the `101` (see `into_session`), or the
+    /// refusal closes it (the request may carry a body we did not read).
+    fn upgrade(&mut self, head: &Head) -> bool {
+        let checked = if self.shard.shutting_down() || !self.shard.ready() {
+            Err(crate::ws::upgrade::Refusal {
+                status: 503,
+                extra: b"Retry-After: 1\r\n",
+                message: "not accepting WebSocket connections now",
+            })
+        } else {
+            crate::ws::upgrade::check(head, self.buffered())
+        };
+        match checked {
+            Ok(accept) => {
+                crate::ws::upgrade::write_101(&mut self.out, &accept);
+                self.start += head.header_len as usize;
+                self.upgraded = true;
+            }
+            Err(r) => respond::error(&mut self.out, r.status, Persist::Close, r.extra, r.message),
+        }
+        false
+    }
+
+    /// Hands the socket, with any bytes the client sent after its upgrade request, to
+    /// a WebSocket session on this shard.
+    async fn into_session(self) {
+        let early = self.rbuf[self.start..self.end].to_vec();
+        crate::ws::session::run(self.shard, self.stream, early).await;
     }
 }
 

@@ -35,6 +35,14 @@ pub enum Request {
         query: PageQuery,
         reply: oneshot::Sender<Page>,
     },
+    /// WebSocket subscription bookkeeping (`ws`).
+    Ws(crate::ws::WsMsg),
+    /// Deletions (`api::delete`).
+    Delete(crate::api::delete::DeleteMsg),
+    /// This shard's histograms, for `/metrics`.
+    Metrics {
+        reply: oneshot::Sender<crate::metrics::Snapshot>,
+    },
 }
 
 /// Why a cross-shard request got no answer: the peer is shutting down.
@@ -50,7 +58,7 @@ impl Mesh {
         Mesh { senders }
     }
 
-    async fn call<T>(
+    pub async fn call<T>(
         &self,
         to: ShardId,
         make: impl FnOnce(oneshot::Sender<T>) -> Request,

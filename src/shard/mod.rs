@@ -41,6 +41,10 @@ pub struct Shared {
     pub replayed: AtomicU64,
     /// Where shards exchange cross-shard batch outcomes during recovery.
     pub board: txn::Board,
+    /// Per-shard counters read by any shard (`metrics_update`, `/metrics`).
+    pub metrics: crate::metrics::Registry,
+    /// Every shard's WebSocket delivery inbox.
+    pub ws: crate::ws::Switchboard,
 }
 
 impl Shared {
@@ -51,6 +55,8 @@ impl Shared {
             recovered: AtomicUsize::new(0),
             replayed: AtomicU64::new(0),
             board: txn::Board::new(shards),
+            metrics: crate::metrics::Registry::new(shards),
+            ws: crate::ws::Switchboard::new(shards),
         }
     }
 }
@@ -93,6 +99,10 @@ pub struct Shard {
     pub durability: Durability,
     /// A weak self-reference, to hand `Rc<Shard>` to spawned tasks.
     me: std::rc::Weak<Shard>,
+    /// WebSocket connections and subscriptions (see `ws`).
+    pub ws: crate::ws::Hub,
+    /// Histograms and the event-rate window of this shard (see `metrics`).
+    pub metrics: crate::metrics::Local,
 }
 
 /// Stamps each record's `prev_lsn` from the store and applies it at LSN
@@ -145,6 +155,7 @@ impl Shard {
         mesh: Mesh,
         store: Store,
     ) -> Rc<Self> {
+        let ws = crate::ws::Hub::new(count, &config);
         Rc::new_cyclic(|me| Shard {
             id,
             count,
@@ -162,6 +173,8 @@ impl Shard {
             log: RefCell::new(None),
             durability: Durability::default(),
             me: me.clone(),
+            ws,
+            metrics: crate::metrics::Local::default(),
         })
     }
 
@@ -280,6 +293,7 @@ impl Shard {
         apply_records(&mut self.store.borrow_mut(), records, base, |id| {
             debug_assert_eq!(self.owner(id), self.id, "record routed to the wrong shard");
         });
+        self.fanout(records);
         Ok(log.append_with(kind, len, |dst| {
             dst[..prefix.len()].copy_from_slice(prefix);
             dst[prefix.len()..prefix.len() + records.len()].copy_from_slice(records);
@@ -405,6 +419,11 @@ impl Shard {
                 let mut page = Page::default();
                 self.store.borrow().page(&query, &mut page);
                 let _ = reply.send(page);
+            }
+            Request::Ws(msg) => crate::ws::handle(self, msg),
+            Request::Delete(msg) => crate::api::delete::handle(&self.me(), msg),
+            Request::Metrics { reply } => {
+                let _ = reply.send(self.metrics.hist.borrow().clone());
             }
         }
     }

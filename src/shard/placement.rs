@@ -202,6 +202,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     })
                     .detach();
                 }
+                crate::metrics::start(&shard);
+                crate::ws::start(&shard);
                 let serving = glommio::spawn_local(listener::serve(Rc::clone(&shard), ready));
                 if let Err(msg) = recovery::recover(&shard).await {
                     eprintln!("flux: {msg}");

@@ -138,7 +138,9 @@ impl WsClient {
     pub fn upgrade_with(port: u16, request: &[u8], key: &str) -> Result<WsClient, Response> {
         let mut conn = Conn::open(port);
         conn.send(request);
-        let head = conn.try_read_head().expect("response to the upgrade request");
+        let head = conn
+            .try_read_head()
+            .expect("response to the upgrade request");
         if head.status != 101 {
             let mut full = head.clone();
             if let Some(len) = head.header("content-length") {
@@ -187,13 +189,17 @@ impl WsClient {
     }
 
     fn mask(&mut self) -> [u8; 4] {
-        self.mask_seed = self.mask_seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        self.mask_seed = self
+            .mask_seed
+            .wrapping_mul(1_664_525)
+            .wrapping_add(1_013_904_223);
         self.mask_seed.to_be_bytes()
     }
 
     pub fn try_send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let mask = self.mask();
-        self.stream.write_all(&client_frame(fin, opcode, payload, mask))
+        self.stream
+            .write_all(&client_frame(fin, opcode, payload, mask))
     }
 
     pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {

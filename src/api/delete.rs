@@ -1,0 +1,428 @@
+//! `DELETE /api/state/entities/:id` and `POST /api/state/entities/delete`.
+//!
+//! A deletion is a tombstone record that takes the path of events: encoded by the
+//! routing shard (`EventBatch::push_tombstone`, with a UUIDv7 event id), sent as one
+//! message per owning shard, logged and applied there by `Shard::apply_local` (so it
+//! survives restarts and reaches subscribers as `entity_deleted`). The owner keeps
+//! only the tombstones of entities that exist, in the same synchronous step that
+//! applies them, so "did it exist" and "deleted" cannot race with another request.
+//!
+//! Batch delete by `prefix` / `namespace` runs in two phases: every shard lists its
+//! matching ids (at most limit + 1 each); over the limit the answer is 400 and nothing
+//! is deleted; otherwise those ids are deleted like an `entity_ids` request. Entities
+//! created between the phases are not deleted (the request deletes what matched when
+//! it was listed).
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+
+use futures_channel::oneshot;
+use hashbrown::HashSet;
+use simd_json::prelude::*;
+
+use super::Request;
+use crate::event::{EventBatch, Record};
+use crate::http::respond;
+use crate::http::route::ENTITY_PREFIX;
+use crate::ingest::validate::valid_entity_id;
+use crate::json;
+use crate::shard::mesh::{self, Unavailable};
+use crate::shard::{ApplyError, Shard, ShardId};
+use crate::time;
+
+/// A cross-shard deletion message (the `Request::Delete` variant of the mesh).
+pub enum DeleteMsg {
+    /// Log and apply the tombstones (all owned by the receiver) of the entities that
+    /// exist; answer, per tombstone in order, whether its entity existed.
+    Apply {
+        batch: EventBatch,
+        sync: bool,
+        reply: oneshot::Sender<Result<Vec<bool>, ApplyError>>,
+    },
+    /// Ids starting with `prefix`, in id order, at most `max`.
+    Scan {
+        prefix: Vec<u8>,
+        max: usize,
+        reply: oneshot::Sender<Vec<Box<[u8]>>>,
+    },
+}
+
+impl Shard {
+    /// Applies the tombstones of `batch` whose entity exists (the first of duplicates
+    /// only). Returns, per tombstone, whether it deleted something, and the LSN a
+    /// durable acknowledgement must wait for.
+    pub fn delete_local(&self, batch: &EventBatch) -> Result<(Vec<bool>, Option<u64>), ApplyError> {
+        let mut kept = EventBatch::default();
+        let mut existed = Vec::with_capacity(batch.count as usize);
+        {
+            let store = self.store.borrow();
+            let mut seen: HashSet<&[u8]> = HashSet::new();
+            let mut off = 0;
+            while off < batch.buf.len() {
+                let (r, len) = Record::parse(&batch.buf[off..]).expect("encoded by us");
+                let exists = store.contains(r.entity_id) && seen.insert(r.entity_id);
+                if exists {
+                    kept.buf.extend_from_slice(&batch.buf[off..off + len]);
+                    kept.count += 1;
+                }
+                existed.push(exists);
+                off += len;
+            }
+        }
+        if kept.is_empty() {
+            return Ok((existed, None));
+        }
+        let end = self.apply_local(&mut kept)?;
+        Ok((existed, Some(end)))
+    }
+
+    fn scan_ids(&self, prefix: &[u8], max: usize) -> Vec<Box<[u8]>> {
+        self.store
+            .borrow()
+            .range(prefix, None)
+            .take(max)
+            .map(|(id, _)| id.into())
+            .collect()
+    }
+}
+
+/// Serves `Request::Delete` from another shard.
+pub fn handle(shard: &Rc<Shard>, msg: DeleteMsg) {
+    match msg {
+        DeleteMsg::Apply { batch, sync, reply } => match shard.delete_local(&batch) {
+            Ok((existed, Some(end))) if sync => {
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    let _ = reply.send(shard.sync_to(end).await.map(|_| existed));
+                })
+                .detach();
+            }
+            result => {
+                let _ = reply.send(result.map(|(existed, _)| existed));
+            }
+        },
+        DeleteMsg::Scan { prefix, max, reply } => {
+            let _ = reply.send(shard.scan_ids(&prefix, max));
+        }
+    }
+}
+
+/// Deletes the tombstones' entities on shard `to` (all owned by it).
+async fn apply_part(
+    shard: &Shard,
+    to: ShardId,
+    batch: EventBatch,
+) -> Result<Vec<bool>, ApplyError> {
+    let sync = shard.sync_always();
+    if to == shard.id {
+        let (existed, end) = shard.delete_local(&batch)?;
+        if let (Some(end), true) = (end, sync) {
+            shard.sync_to(end).await?;
+        }
+        return Ok(existed);
+    }
+    shard
+        .mesh
+        .call(to, |reply| {
+            mesh::Request::Delete(DeleteMsg::Apply { batch, sync, reply })
+        })
+        .await?
+}
+
+async fn scan(
+    shard: &Shard,
+    from: ShardId,
+    prefix: &[u8],
+    max: usize,
+) -> Result<Vec<Box<[u8]>>, Unavailable> {
+    if from == shard.id {
+        return Ok(shard.scan_ids(prefix, max));
+    }
+    let prefix = prefix.to_vec();
+    shard
+        .mesh
+        .call(from, |reply| {
+            mesh::Request::Delete(DeleteMsg::Scan { prefix, max, reply })
+        })
+        .await
+}
+
+/// Runs futures concurrently (one task), returning their outputs in order.
+async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut done = true;
+        for (f, out) in futs.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outs.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
+/// Deletes `ids` (distinct), one message per owning shard, all shards at once.
+/// Returns, per id in order, whether it existed.
+async fn delete_ids(shard: &Shard, ids: &[Vec<u8>]) -> Result<Vec<bool>, ApplyError> {
+    let now = time::now_ms();
+    let mut parts: Vec<(EventBatch, Vec<usize>)> =
+        (0..shard.count).map(|_| Default::default()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (batch, positions) = &mut parts[shard.owner(id).index()];
+        let mut id_buf = [0u8; 36];
+        let event_id = shard.ids.borrow_mut().next_str(now, &mut id_buf).to_vec();
+        batch.push_tombstone(id, &event_id, now);
+        positions.push(i);
+    }
+    let mut calls = Vec::new();
+    let mut positions = Vec::new();
+    for (i, (batch, pos)) in parts.into_iter().enumerate() {
+        if !batch.is_empty() {
+            calls.push(apply_part(shard, ShardId(i as u16), batch));
+            positions.push(pos);
+        }
+    }
+    let mut existed = vec![false; ids.len()];
+    for (result, pos) in join_all(calls).await.into_iter().zip(positions) {
+        for (flag, i) in result?.into_iter().zip(pos) {
+            existed[i] = flag;
+        }
+    }
+    Ok(existed)
+}
+
+/// `DELETE /api/state/entities/:id`: 200 `{"entity_id","eventId"}` or 404.
+pub async fn delete_entity(
+    shard: &Shard,
+    req: &Request<'_>,
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) {
+    let id = &req.path[ENTITY_PREFIX.len()..];
+    let Some(id_text) = std::str::from_utf8(id)
+        .ok()
+        .filter(|s| valid_entity_id(s).is_ok())
+    else {
+        // No such id can have been written.
+        return respond::error(out, 404, req.persist, b"", "entity not found");
+    };
+    let now = time::now_ms();
+    let mut id_buf = [0u8; 36];
+    let event_id = shard.ids.borrow_mut().next_str(now, &mut id_buf).to_vec();
+    let mut batch = EventBatch::default();
+    batch.push_tombstone(id, &event_id, now);
+    match apply_part(shard, shard.owner(id), batch).await {
+        Ok(existed) if existed.first() == Some(&true) => {
+            body.clear();
+            body.extend_from_slice(b"{\"entity_id\":");
+            json::write_str(body, id_text.as_bytes());
+            body.extend_from_slice(b",\"eventId\":");
+            json::write_str(body, &event_id);
+            body.push(b'}');
+            respond::json(out, 200, req.persist, b"", body);
+        }
+        Ok(_) => respond::error(out, 404, req.persist, b"", "entity not found"),
+        Err(e) => super::apply_failed(out, req, &e),
+    }
+}
+
+/// What a batch delete selects.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Filter {
+    Prefix(Vec<u8>),
+    Ids(Vec<Vec<u8>>),
+}
+
+/// Parses `{"prefix"}`, `{"namespace"}` or `{"entity_ids"}` (exactly one).
+pub fn parse_filter(body: &[u8], limit: usize) -> Result<Filter, String> {
+    let mut copy = body.to_vec();
+    let v = simd_json::to_borrowed_value(&mut copy)
+        .map_err(|_| "the body must be JSON: {\"prefix\"}, {\"namespace\"} or {\"entity_ids\"}")?;
+    let obj = v
+        .as_object()
+        .ok_or("the body must be a JSON object with one of prefix, namespace, entity_ids")?;
+    let given: Vec<&str> = ["prefix", "namespace", "entity_ids"]
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    if given.len() != 1 {
+        return Err("exactly one of prefix, namespace or entity_ids is required".to_string());
+    }
+    let value = obj.get(given[0]).expect("present");
+    match given[0] {
+        "prefix" => {
+            let p = value.as_str().ok_or("prefix must be a string")?;
+            if p.is_empty() {
+                return Err("prefix must not be empty".into());
+            }
+            Ok(Filter::Prefix(p.as_bytes().to_vec()))
+        }
+        "namespace" => {
+            let ns = value.as_str().ok_or("namespace must be a string")?;
+            if ns.is_empty() || ns.contains('/') {
+                return Err("namespace must be a non-empty name without '/'".into());
+            }
+            let mut p = ns.as_bytes().to_vec();
+            p.push(b'/');
+            Ok(Filter::Prefix(p))
+        }
+        _ => {
+            let list = value
+                .as_array()
+                .ok_or("entity_ids must be an array of strings")?;
+            if list.len() > limit {
+                return Err(format!(
+                    "{} entity_ids given, more than the limit of {limit} per request; \
+                     nothing was deleted",
+                    list.len()
+                ));
+            }
+            let mut ids = Vec::with_capacity(list.len());
+            for v in list.iter() {
+                let s = v.as_str().ok_or("entity_ids must be an array of strings")?;
+                ids.push(s.as_bytes().to_vec());
+            }
+            Ok(Filter::Ids(ids))
+        }
+    }
+}
+
+/// `POST /api/state/entities/delete`: `{"deleted","failed","errors"}`.
+pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    let limit = shard.config.max_batch_delete;
+    let filter = match parse_filter(req.body, limit) {
+        Ok(f) => f,
+        Err(msg) => return respond::error(out, 400, req.persist, b"", &msg),
+    };
+    // (id, error) of the ids that could not be deleted, in request order.
+    let mut errors: Vec<(Vec<u8>, &str)> = Vec::new();
+    let deleted = match filter {
+        Filter::Prefix(prefix) => {
+            let mut ids = Vec::new();
+            for i in 0..shard.count {
+                match scan(shard, ShardId(i as u16), &prefix, limit + 1).await {
+                    Ok(part) => ids.extend(part.into_iter().map(Vec::from)),
+                    Err(_) => return super::unavailable(out),
+                }
+                if ids.len() > limit {
+                    let msg = format!(
+                        "more than {limit} entities match (the limit of one batch delete); \
+                         nothing was deleted"
+                    );
+                    return respond::error(out, 400, req.persist, b"", &msg);
+                }
+            }
+            match delete_ids(shard, &ids).await {
+                Ok(existed) => existed.iter().filter(|e| **e).count(),
+                Err(e) => return super::apply_failed(out, req, &e),
+            }
+        }
+        Filter::Ids(list) => {
+            let mut seen = HashSet::new();
+            let mut ids = Vec::with_capacity(list.len());
+            for id in list {
+                let valid = std::str::from_utf8(&id)
+                    .map_err(|_| "invalid UTF-8")
+                    .and_then(valid_entity_id);
+                match valid {
+                    Err(msg) => errors.push((id, msg)),
+                    // A repeated id counts once.
+                    Ok(()) if !seen.insert(id.clone()) => {}
+                    Ok(()) => ids.push(id),
+                }
+            }
+            match delete_ids(shard, &ids).await {
+                Ok(existed) => {
+                    for (id, e) in ids.into_iter().zip(&existed) {
+                        if !e {
+                            errors.push((id, "entity not found"));
+                        }
+                    }
+                    existed.iter().filter(|e| **e).count()
+                }
+                Err(e) => return super::apply_failed(out, req, &e),
+            }
+        }
+    };
+    body.clear();
+    body.extend_from_slice(b"{\"deleted\":");
+    json::write_u64(body, deleted as u64);
+    body.extend_from_slice(b",\"failed\":");
+    json::write_u64(body, errors.len() as u64);
+    body.extend_from_slice(b",\"errors\":[");
+    for (i, (id, msg)) in errors.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"entity_id\":");
+        json::write_str(body, id);
+        body.extend_from_slice(b",\"error\":");
+        json::write_str(body, msg.as_bytes());
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"]}");
+    respond::json(out, 200, req.persist, b"", body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Filter, String> {
+        parse_filter(s.as_bytes(), 3)
+    }
+
+    #[test]
+    fn filters() {
+        assert_eq!(
+            parse(r#"{"prefix":"lt-"}"#),
+            Ok(Filter::Prefix(b"lt-".to_vec()))
+        );
+        assert_eq!(
+            parse(r#"{"namespace":"sandbox"}"#),
+            Ok(Filter::Prefix(b"sandbox/".to_vec()))
+        );
+        assert_eq!(
+            parse(r#"{"entity_ids":["a","b"],"other":1}"#),
+            Ok(Filter::Ids(vec![b"a".to_vec(), b"b".to_vec()]))
+        );
+        assert_eq!(parse(r#"{"entity_ids":[]}"#), Ok(Filter::Ids(vec![])));
+    }
+
+    #[test]
+    fn bad_filters_are_errors() {
+        for bad in [
+            "",
+            "prefix=x",
+            "[]",
+            "{}",
+            r#"{"prefix":"a","namespace":"b"}"#,
+            r#"{"prefix":5}"#,
+            r#"{"prefix":""}"#,
+            r#"{"prefix":null}"#,
+            r#"{"namespace":"a/b"}"#,
+            r#"{"entity_ids":"not-a-list"}"#,
+            r#"{"entity_ids":[1]}"#,
+            r#"{"entity_ids":["a","b","c","d"]}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(parse(r#"{"entity_ids":["a","b","c","d"]}"#)
+            .unwrap_err()
+            .contains("limit of 3"));
+    }
+}

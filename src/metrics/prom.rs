@@ -1,0 +1,246 @@
+//! `GET /metrics`: the totals of `metrics_update` and more, plus the ingest latency,
+//! fan-out latency and queue-depth histograms of every shard, in the Prometheus text
+//! exposition format (version 0.0.4).
+
+use std::fmt::Write;
+
+use super::{Hist, Snapshot, Totals};
+use crate::api::Request;
+use crate::http::respond;
+use crate::shard::{Shard, ShardId};
+
+/// Bucket bounds of the latency histograms, in µs (rendered in seconds).
+const LATENCY_BUCKETS_US: [u64; 16] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000,
+];
+/// Bucket bounds of the queue-depth histogram, in messages.
+const DEPTH_BUCKETS: [u64; 12] = [0, 1, 2, 4, 8, 16, 64, 256, 1_024, 4_096, 16_384, 65_536];
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {v}");
+}
+
+/// A histogram with cumulative `le` buckets. `scale` divides bounds and the sum
+/// (1e6 turns µs into seconds).
+fn histogram(out: &mut String, name: &str, help: &str, h: &Hist, bounds: &[u64], scale: f64) {
+    header(out, name, "histogram", help);
+    for &b in bounds {
+        let n = if h.h.is_empty() {
+            0
+        } else {
+            h.h.count_between(0, b)
+        };
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {n}", b as f64 / scale);
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.h.len());
+    let _ = writeln!(out, "{name}_sum {}", h.sum as f64 / scale);
+    let _ = writeln!(out, "{name}_count {}", h.h.len());
+}
+
+/// The whole exposition.
+pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
+    let mut o = String::with_capacity(8 * 1024);
+    scalar(
+        &mut o,
+        "flux_entities",
+        "gauge",
+        "Entities stored.",
+        t.entities,
+    );
+    scalar(
+        &mut o,
+        "flux_events_total",
+        "counter",
+        "Events applied since the server started.",
+        t.events,
+    );
+    scalar(
+        &mut o,
+        "flux_events_rate_per_second",
+        "gauge",
+        "Events applied per second over the last 5 s.",
+        rate,
+    );
+    scalar(
+        &mut o,
+        "flux_deletions_total",
+        "counter",
+        "Entities deleted since the server started.",
+        t.deletions,
+    );
+    scalar(
+        &mut o,
+        "flux_publishers_active",
+        "gauge",
+        "Distinct event sources in the last 10 s (HyperLogLog estimate).",
+        t.publishers_active,
+    );
+    scalar(
+        &mut o,
+        "flux_ws_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        t.ws_connections,
+    );
+    scalar(
+        &mut o,
+        "flux_ws_subscriptions",
+        "gauge",
+        "Subscriptions (connection, pattern) of open connections.",
+        t.ws_subscriptions,
+    );
+    scalar(
+        &mut o,
+        "flux_ws_interests",
+        "gauge",
+        "Patterns registered with owning shards, counted once per subscribing shard.",
+        t.ws_interests,
+    );
+    scalar(
+        &mut o,
+        "flux_ws_slow_consumer_closes_total",
+        "counter",
+        "Connections closed with 1008 slow consumer.",
+        t.ws_slow_consumer_closes,
+    );
+    scalar(
+        &mut o,
+        "flux_ws_updates_total",
+        "counter",
+        "state_update and entity_deleted messages queued to WebSocket connections.",
+        t.ws_updates,
+    );
+    scalar(
+        &mut o,
+        "flux_ws_delivery_gaps_total",
+        "counter",
+        "Cross-shard deliveries dropped because the receiving shard's inbox was full.",
+        t.ws_delivery_gaps,
+    );
+    scalar(
+        &mut o,
+        "flux_ws_inbox_bytes",
+        "gauge",
+        "Bytes of updates waiting in shards' delivery inboxes.",
+        t.ws_inbox_bytes,
+    );
+    histogram(
+        &mut o,
+        "flux_ingest_latency_seconds",
+        "Event and batch requests: request head parsed to response queued.",
+        &s.ingest_us,
+        &LATENCY_BUCKETS_US,
+        1e6,
+    );
+    histogram(
+        &mut o,
+        "flux_ws_fanout_latency_seconds",
+        "Updates: applied on the owning shard to queued on the subscribers' connections.",
+        &s.fanout_us,
+        &LATENCY_BUCKETS_US,
+        1e6,
+    );
+    histogram(
+        &mut o,
+        "flux_ws_queue_depth_messages",
+        "Messages waiting in a connection's queue when its writer takes the next one.",
+        &s.queue_depth,
+        &DEPTH_BUCKETS,
+        1.0,
+    );
+    o
+}
+
+/// `GET /metrics`.
+pub async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
+    let mut all = shard.metrics.hist.borrow().clone();
+    for i in 0..shard.count {
+        let from = ShardId(i as u16);
+        if from == shard.id {
+            continue;
+        }
+        match shard
+            .mesh
+            .call(from, |reply| crate::shard::mesh::Request::Metrics { reply })
+            .await
+        {
+            Ok(s) => all.add(&s),
+            Err(_) => return crate::api::unavailable(out),
+        }
+    }
+    let (t, rate) = super::current(shard);
+    let body = render(&t, rate, &all);
+    respond::body(
+        out,
+        200,
+        req.persist,
+        b"text/plain; version=0.0.4; charset=utf-8",
+        body.as_bytes(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value<'a>(text: &'a str, series: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+    }
+
+    #[test]
+    fn exposition_has_counters_and_cumulative_buckets() {
+        let t = Totals {
+            entities: 2,
+            events: 7,
+            ws_connections: 1,
+            ..Totals::default()
+        };
+        let mut s = Snapshot::default();
+        for us in [40, 90, 3_000, 3_000_000] {
+            s.ingest_us.record(us);
+        }
+        let text = render(&t, 1.4, &s);
+        assert_eq!(value(&text, "flux_events_total"), "7");
+        assert_eq!(value(&text, "flux_entities"), "2");
+        assert_eq!(value(&text, "flux_events_rate_per_second"), "1.4");
+        assert_eq!(
+            value(&text, "flux_ingest_latency_seconds_bucket{le=\"0.00005\"}"),
+            "1"
+        );
+        assert_eq!(
+            value(&text, "flux_ingest_latency_seconds_bucket{le=\"0.0001\"}"),
+            "2"
+        );
+        assert_eq!(
+            value(&text, "flux_ingest_latency_seconds_bucket{le=\"0.005\"}"),
+            "3"
+        );
+        assert_eq!(
+            value(&text, "flux_ingest_latency_seconds_bucket{le=\"10\"}"),
+            "4"
+        );
+        assert_eq!(
+            value(&text, "flux_ingest_latency_seconds_bucket{le=\"+Inf\"}"),
+            "4"
+        );
+        assert_eq!(value(&text, "flux_ingest_latency_seconds_count"), "4");
+        assert_eq!(value(&text, "flux_ingest_latency_seconds_sum"), "3.00313");
+        assert_eq!(value(&text, "flux_ws_queue_depth_messages_count"), "0");
+        assert_eq!(
+            value(&text, "flux_ws_queue_depth_messages_bucket{le=\"0\"}"),
+            "0"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = line.rsplit_once(' ').unwrap();
+            assert!(v.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! WebSocket subscriptions: `GET /api/ws`.
+//!
+//! A connection lives on the shard that accepted it (its *home*); the entities it
+//! subscribes to live on their *owning* shards. The two meet like this:
+//!
+//! ```text
+//!  home shard H (the connection)                 owning shard O (the entity)
+//!  ─────────────────────────────                 ───────────────────────────
+//!  session: {"type":"subscribe","entity_id":P}
+//!    local: P → {conn…}         first conn on H for P:
+//!                               Interests{P, +H} ──mesh──► interests: P → {H, …}
+//!    ◄── "subscribed" once O confirmed (barrier)
+//!                                                apply_local → log_and_apply → fanout:
+//!                                                  shards_for(id) ∋ H: render the
+//!                                                  records' messages once, then ONE
+//!  delivery task ◄────────── inbox (bounded) ───── delivery per home shard per batch
+//!    local.matching_conns(id) → outbox.push (bounded; overflow → 1008)
+//!  session writer: outbox → frames → socket
+//! ```
+//!
+//! - `subs`: patterns, and the registry used at both ends (home: pattern → local
+//!   connections; owner: pattern → shards with subscribers). An exact id registers
+//!   with its owner only; `*` and `prefix*` with every shard. Only the first local
+//!   subscriber of a pattern (and the last one leaving) crosses shards, so 1,000
+//!   subscribers of `*` on one shard cost one registration per owner.
+//! - `fanout`: the owner renders `state_update` / `entity_deleted` once per record and
+//!   sends one delivery per interested home shard; the home shard expands it to its
+//!   connections. Nothing on this path awaits, so ingestion never waits for a
+//!   subscriber.
+//! - `outbox`: each connection's bounded queue; `session`: the connection's task
+//!   (frames ↔ commands, ping, close handshake, cleanup on every exit path);
+//!   `upgrade`: the HTTP handshake; `protocol`: message parsing and rendering.
+//!
+//! Per shard, `start` runs four tasks: delivery (inbox → outboxes), interest sync
+//! (home → owners, in order, acknowledging subscribes), the metrics ticker
+//! (`metrics_update` to every connection) and housekeeping (pings, shutdown).
+
+pub mod fanout;
+pub mod outbox;
+pub mod protocol;
+pub mod session;
+pub mod subs;
+pub mod upgrade;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::OnceLock;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::{Message, Utf8Bytes};
+use futures_channel::{mpsc, oneshot};
+use hashbrown::HashMap;
+
+use crate::metrics::ShardCounters;
+use crate::shard::mesh::Request;
+use crate::shard::{Shard, ShardId};
+use fanout::{FanoutScratch, Inbound};
+use outbox::{CloseReason, Outbox};
+use subs::{ConnId, Interests, LocalSubs, Pattern};
+
+/// Subscriptions one connection may hold; a subscribe past it is answered with an
+/// error message (the connection stays open).
+pub const WS_SUBSCRIPTIONS_PER_CONN_MAX: usize = 10_000;
+/// How often each shard checks for shutdown, to close its connections with 1001.
+const HOUSEKEEPING_MS: u64 = 50;
+/// CPU shares of WebSocket work (sessions, deliveries, metrics broadcasts) against the
+/// default task queue's 1000 (HTTP and ingestion): when both have work, ingestion
+/// gets 80 % of the shard's core. Subscribers that the remaining 20 % cannot serve
+/// fall behind and are closed as slow consumers instead of slowing ingestion down.
+pub const WS_TASK_QUEUE_SHARES: usize = 250;
+
+/// A cross-shard WebSocket message (the `Request::Ws` variant of the mesh).
+pub enum WsMsg {
+    /// Shard `from` has gained (`true`) or lost (`false`) its last subscriber of each
+    /// pattern, in this order; answered once recorded.
+    Interests {
+        from: ShardId,
+        changes: Vec<(Pattern, bool)>,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Interest changes waiting for the sync task, and the subscribes waiting for them.
+#[derive(Default)]
+struct SyncQueue {
+    changes: Vec<(Pattern, bool)>,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// Every shard's delivery inbox sender, so that an owner can reach a home shard
+/// without the request mesh (deliveries must never wait). In `Shared`.
+pub struct Switchboard {
+    inboxes: Box<[OnceLock<mpsc::UnboundedSender<Inbound>>]>,
+}
+
+impl Switchboard {
+    pub fn new(shards: usize) -> Self {
+        Switchboard {
+            inboxes: (0..shards).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn sender(&self, to: ShardId) -> Option<&mpsc::UnboundedSender<Inbound>> {
+        self.inboxes[to.index()].get()
+    }
+}
+
+/// One shard's WebSocket state. Lives in its `Shard`; never crosses threads.
+pub struct Hub {
+    /// This shard's connections.
+    conns: RefCell<HashMap<ConnId, Rc<Outbox>>>,
+    next_conn: Cell<ConnId>,
+    /// Home role: pattern → this shard's connections.
+    local: RefCell<LocalSubs>,
+    /// Owner role: pattern → shards with subscribers.
+    interests: RefCell<Interests>,
+    sync: RefCell<SyncQueue>,
+    sync_waker: RefCell<Option<Waker>>,
+    /// Deliveries from this shard to itself (no channel for local work).
+    local_inbox: RefCell<VecDeque<Inbound>>,
+    inbox_waker: RefCell<Option<Waker>>,
+    /// Per home shard: deliveries were dropped since the last one accepted, and a gap
+    /// marker was queued (see `fanout`).
+    gap_open: RefCell<Vec<bool>>,
+    scratch: RefCell<FanoutScratch>,
+    /// Outgoing queue bound of each connection (`FLUX_WS_QUEUE_BYTES`).
+    queue_bytes: usize,
+    /// The task queue WebSocket work runs in (created by `start`).
+    task_queue: Cell<Option<glommio::TaskQueueHandle>>,
+    /// Test hook (`FLUX_FAILPOINT=ws-inbox-full`): every other shard's inbox is full.
+    inboxes_full: bool,
+}
+
+impl Hub {
+    pub fn new(shards: usize, config: &crate::config::Config) -> Self {
+        Hub {
+            conns: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(1),
+            local: RefCell::new(LocalSubs::default()),
+            interests: RefCell::new(Interests::default()),
+            sync: RefCell::new(SyncQueue::default()),
+            sync_waker: RefCell::new(None),
+            local_inbox: RefCell::new(VecDeque::new()),
+            inbox_waker: RefCell::new(None),
+            gap_open: RefCell::new(vec![false; shards]),
+            scratch: RefCell::new(FanoutScratch::default()),
+            queue_bytes: config.ws_queue_bytes,
+            task_queue: Cell::new(None),
+            inboxes_full: config.failpoint.as_deref() == Some("ws-inbox-full"),
+        }
+    }
+
+    fn counters<'a>(&self, shard: &'a Shard) -> &'a ShardCounters {
+        shard.shared.metrics.shard(shard.id)
+    }
+
+    /// Registers a new connection.
+    pub fn open(&self, shard: &Shard) -> Rc<Outbox> {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        let o = Rc::new(Outbox::new(id, self.queue_bytes));
+        self.conns.borrow_mut().insert(id, o.clone());
+        ShardCounters::bump(&self.counters(shard).ws_connections, 1);
+        o
+    }
+
+    /// Drops all subscriptions of a connection (here, and on the owning shards once
+    /// no other local connection holds them). Done as soon as it starts closing, so
+    /// that owners stop rendering updates for it during the close handshake.
+    pub fn release(&self, shard: &Shard, o: &Outbox) {
+        let subs: Vec<Pattern> = o.subs.borrow_mut().drain().collect();
+        ShardCounters::drop_by(&self.counters(shard).ws_subscriptions, subs.len() as u64);
+        let mut local = self.local.borrow_mut();
+        for p in subs {
+            if local.unsubscribe(&p, o.id) {
+                self.queue_change(p, false);
+            }
+        }
+    }
+
+    /// Forgets a connection and its subscriptions. Called on every exit path of a
+    /// session.
+    pub fn close(&self, shard: &Shard, o: &Outbox) {
+        self.release(shard, o);
+        if self.conns.borrow_mut().remove(&o.id).is_some() {
+            ShardCounters::drop_by(&self.counters(shard).ws_connections, 1);
+        }
+    }
+
+    /// Subscribes connection `o` to `p`; returns once every owning shard concerned
+    /// has recorded this shard's interest.
+    pub async fn subscribe(&self, shard: &Shard, o: &Outbox, p: Pattern) -> Result<(), String> {
+        if o.closing().is_some() {
+            return Ok(());
+        }
+        {
+            let mut subs = o.subs.borrow_mut();
+            if !subs.contains(&p) {
+                if subs.len() >= WS_SUBSCRIPTIONS_PER_CONN_MAX {
+                    return Err(format!(
+                        "too many subscriptions on this connection (at most \
+                         {WS_SUBSCRIPTIONS_PER_CONN_MAX})"
+                    ));
+                }
+                subs.insert(p.clone());
+                ShardCounters::bump(&self.counters(shard).ws_subscriptions, 1);
+                if self.local.borrow_mut().subscribe(&p, o.id) {
+                    self.queue_change(p, true);
+                }
+            }
+        }
+        self.barrier().await;
+        Ok(())
+    }
+
+    /// Unsubscribes at once (deliveries are matched against local subscriptions, so
+    /// nothing more reaches the connection); the owners learn it in the background.
+    pub fn unsubscribe(&self, shard: &Shard, o: &Outbox, p: &Pattern) {
+        if o.subs.borrow_mut().remove(p) {
+            ShardCounters::drop_by(&self.counters(shard).ws_subscriptions, 1);
+            if self.local.borrow_mut().unsubscribe(p, o.id) {
+                self.queue_change(p.clone(), false);
+            }
+        }
+    }
+
+    fn queue_change(&self, p: Pattern, present: bool) {
+        self.sync.borrow_mut().changes.push((p, present));
+        if let Some(w) = self.sync_waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves once every interest change queued before it has been recorded.
+    async fn barrier(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.sync.borrow_mut().waiters.push(tx);
+        if let Some(w) = self.sync_waker.borrow_mut().take() {
+            w.wake();
+        }
+        let _ = rx.await;
+    }
+
+    /// Owner side: records interest changes of shard `from`.
+    fn apply_interests(&self, shard: &Shard, from: ShardId, changes: &[(Pattern, bool)]) {
+        let mut interests = self.interests.borrow_mut();
+        let mut delta = 0i64;
+        for (p, present) in changes {
+            delta += interests.set(p, from, *present);
+        }
+        let c = &self.counters(shard).ws_interests;
+        c.store(c.load(Relaxed).saturating_add_signed(delta), Relaxed);
+    }
+
+    /// Queues `msg` to every connection; a full queue closes that connection.
+    fn broadcast(&self, shard: &Shard, msg: Utf8Bytes) {
+        let conns = self.conns.borrow();
+        for o in conns.values() {
+            self.push(shard, o, Message::Text(msg.clone()));
+        }
+    }
+
+    /// Queues one message, closing the connection as a slow consumer if it is full.
+    fn push(&self, shard: &Shard, o: &Outbox, msg: Message) -> bool {
+        match o.push(msg) {
+            Ok(()) => true,
+            Err(outbox::Overflow) => {
+                self.close_slow(shard, o);
+                false
+            }
+        }
+    }
+
+    fn close_slow(&self, shard: &Shard, o: &Outbox) {
+        if o.close(CloseReason::SlowConsumer) {
+            ShardCounters::bump(&self.counters(shard).ws_slow_consumer_closes, 1);
+        }
+    }
+
+    /// Queues a reply of the session itself (errors, acknowledgements).
+    pub fn reply(&self, shard: &Shard, o: &Outbox, text: String) {
+        self.push(shard, o, Message::text(text));
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    /// Runs `f` as a task of the WebSocket task queue (see `WS_TASK_QUEUE_SHARES`).
+    pub fn spawn<T: 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + 'static,
+    ) -> glommio::Task<T> {
+        match self.task_queue.get() {
+            Some(q) => glommio::spawn_local_into(f, q).expect("the WebSocket task queue exists"),
+            None => glommio::spawn_local(f),
+        }
+    }
+}
+
+/// Serves `Request::Ws` from another shard.
+pub fn handle(shard: &Shard, msg: WsMsg) {
+    match msg {
+        WsMsg::Interests {
+            from,
+            changes,
+            reply,
+        } => {
+            shard.ws.apply_interests(shard, from, &changes);
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// Starts this shard's WebSocket tasks. Called once per shard before it serves.
+pub fn start(shard: &Rc<Shard>) {
+    let (tx, rx) = mpsc::unbounded();
+    if shard.shared.ws.inboxes[shard.id.index()].set(tx).is_err() {
+        panic!("ws::start called twice for shard {}", shard.id.0);
+    }
+    let queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(WS_TASK_QUEUE_SHARES),
+        glommio::Latency::NotImportant,
+        "websocket",
+    );
+    shard.ws.task_queue.set(Some(queue));
+    shard.ws.spawn(delivery_task(shard.clone(), rx)).detach();
+    shard.ws.spawn(metrics_task(shard.clone())).detach();
+    // Subscription bookkeeping and pings are small and must not wait behind deliveries.
+    glommio::spawn_local(sync_task(shard.clone())).detach();
+    glommio::spawn_local(housekeeping_task(shard.clone())).detach();
+}
+
+/// Moves deliveries from the inbox (remote) and the local queue into outboxes.
+async fn delivery_task(shard: Rc<Shard>, mut rx: mpsc::UnboundedReceiver<Inbound>) {
+    use futures_lite::Stream;
+    loop {
+        let item = poll_fn(|cx| {
+            if let Some(d) = shard.ws.local_inbox.borrow_mut().pop_front() {
+                return Poll::Ready(Some(d));
+            }
+            *shard.ws.inbox_waker.borrow_mut() = Some(cx.waker().clone());
+            std::pin::Pin::new(&mut rx).poll_next(cx)
+        })
+        .await;
+        match item {
+            Some(inbound) => shard.ws.receive(&shard, inbound),
+            None => return,
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Sends interest changes to their owners in order, one message per owner per round,
+/// and releases the subscribes waiting for them.
+async fn sync_task(shard: Rc<Shard>) {
+    loop {
+        let (changes, waiters) = poll_fn(|cx| {
+            let mut q = shard.ws.sync.borrow_mut();
+            if q.changes.is_empty() && q.waiters.is_empty() {
+                *shard.ws.sync_waker.borrow_mut() = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready((
+                std::mem::take(&mut q.changes),
+                std::mem::take(&mut q.waiters),
+            ))
+        })
+        .await;
+        let mut per_owner: Vec<Vec<(Pattern, bool)>> = vec![Vec::new(); shard.count];
+        for (p, present) in changes {
+            match &p {
+                Pattern::Exact(id) => per_owner[shard.owner(id).index()].push((p, present)),
+                Pattern::Prefix(_) => {
+                    for list in per_owner.iter_mut() {
+                        list.push((p.clone(), present));
+                    }
+                }
+            }
+        }
+        let mut pending = Vec::new();
+        for (i, list) in per_owner.into_iter().enumerate() {
+            let to = ShardId(i as u16);
+            if list.is_empty() {
+                continue;
+            }
+            if to == shard.id {
+                shard.ws.apply_interests(&shard, to, &list);
+                continue;
+            }
+            let s = shard.clone();
+            pending.push(glommio::spawn_local(async move {
+                let from = s.id;
+                // Unavailable only while shutting down, when nothing is delivered.
+                let _ = s
+                    .mesh
+                    .call(to, |reply| {
+                        Request::Ws(WsMsg::Interests {
+                            from,
+                            changes: list,
+                            reply,
+                        })
+                    })
+                    .await;
+            }));
+        }
+        for task in pending {
+            task.await;
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+}
+
+/// `metrics_update` to every connection of this shard every interval.
+async fn metrics_task(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.config.metrics_interval_ms);
+    let mut next = Instant::now() + every;
+    loop {
+        glommio::timer::sleep(next.saturating_duration_since(Instant::now())).await;
+        // After a stall, skip the missed ticks instead of sending a burst.
+        next = (next + every).max(Instant::now());
+        if shard.ws.connections() == 0 {
+            continue;
+        }
+        let now = crate::time::now_ms();
+        let (totals, rate) = crate::metrics::current(&shard);
+        let mut out = Vec::with_capacity(256);
+        crate::metrics::write_update(&mut out, &totals, rate, now);
+        let msg = Utf8Bytes::try_from(out).expect("rendered JSON is UTF-8");
+        shard.ws.broadcast(&shard, msg);
+    }
+}
+
+/// Pings every connection each `FLUX_WS_PING_INTERVAL_MS`, closing those that sent
+/// nothing for two intervals; on shutdown, closes every connection with 1001.
+async fn housekeeping_task(shard: Rc<Shard>) {
+    let ping_every = Duration::from_millis(shard.config.ws_ping_interval_ms);
+    let mut next_ping = Instant::now() + ping_every;
+    loop {
+        glommio::timer::sleep(Duration::from_millis(HOUSEKEEPING_MS)).await;
+        let snapshot =
+            || -> Vec<Rc<Outbox>> { shard.ws.conns.borrow().values().cloned().collect() };
+        if shard.shutting_down() {
+            for o in snapshot() {
+                o.close(CloseReason::ShuttingDown);
+            }
+            continue;
+        }
+        let now = Instant::now();
+        if now < next_ping {
+            continue;
+        }
+        next_ping = now + ping_every;
+        for o in snapshot() {
+            if now.duration_since(o.last_rx.get()) > 2 * ping_every {
+                o.close(CloseReason::PingTimeout);
+            } else {
+                o.ping();
+            }
+        }
+    }
+}
