@@ -88,3 +88,41 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
     assert_eq!(ids.len(), acked + 200 + 1, "acknowledged writes survive");
     assert!(!srv.log().contains("corrupt"), "{}", srv.log());
 }
+
+/// `X-Flux-Sync: always` makes one request durable under `FLUX_SYNC=none`: the log's
+/// sync counter moves for it, and not for a request without the header.
+#[test]
+fn sync_header_asks_for_a_durable_acknowledgement() {
+    let srv = Server::start_with(&[("FLUX_SYNC", "none"), ("FLUX_SHARDS", "1")]);
+    let syncs = |srv: &Server| -> u64 {
+        let text = srv.get("/metrics").text().to_string();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("flux_log_syncs_total "))
+            .expect("metric present");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let tag = unique();
+    srv.post_ok(&event(&format!("sh-{tag}-a"), r#"{"a":1}"#));
+    let before = syncs(&srv);
+    srv.post_ok(&event(&format!("sh-{tag}-b"), r#"{"a":2}"#));
+    assert_eq!(
+        syncs(&srv),
+        before,
+        "FLUX_SYNC=none: no sync without the header"
+    );
+    let r = srv.request(
+        "POST",
+        "/api/events",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Flux-Sync", "always"),
+        ],
+        Some(event(&format!("sh-{tag}-c"), r#"{"a":3}"#).as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        syncs(&srv) > before,
+        "the header must cause a sync before the answer"
+    );
+}

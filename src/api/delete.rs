@@ -114,8 +114,8 @@ async fn apply_part(
     shard: &Shard,
     to: ShardId,
     batch: EventBatch,
+    sync: bool,
 ) -> Result<Vec<bool>, ApplyError> {
-    let sync = shard.sync_always();
     if to == shard.id {
         let (existed, end) = shard.delete_local(&batch)?;
         if let (Some(end), true) = (end, sync) {
@@ -177,7 +177,7 @@ async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
 
 /// Deletes `ids` (distinct), one message per owning shard, all shards at once.
 /// Returns, per id in order, whether it existed.
-async fn delete_ids(shard: &Shard, ids: &[Vec<u8>]) -> Result<Vec<bool>, ApplyError> {
+async fn delete_ids(shard: &Shard, ids: &[Vec<u8>], sync: bool) -> Result<Vec<bool>, ApplyError> {
     let now = time::now_ms();
     let mut parts: Vec<(EventBatch, Vec<usize>)> =
         (0..shard.count).map(|_| Default::default()).collect();
@@ -192,7 +192,7 @@ async fn delete_ids(shard: &Shard, ids: &[Vec<u8>]) -> Result<Vec<bool>, ApplyEr
     let mut positions = Vec::new();
     for (i, (batch, pos)) in parts.into_iter().enumerate() {
         if !batch.is_empty() {
-            calls.push(apply_part(shard, ShardId(i as u16), batch));
+            calls.push(apply_part(shard, ShardId(i as u16), batch, sync));
             positions.push(pos);
         }
     }
@@ -225,7 +225,14 @@ pub async fn delete_entity(
     let event_id = shard.ids.borrow_mut().next_str(now, &mut id_buf).to_vec();
     let mut batch = EventBatch::default();
     batch.push_tombstone(id, &event_id, now);
-    match apply_part(shard, shard.owner(id), batch).await {
+    match apply_part(
+        shard,
+        shard.owner(id),
+        batch,
+        shard.sync_always() || req.sync_always,
+    )
+    .await
+    {
         Ok(existed) if existed.first() == Some(&true) => {
             body.clear();
             body.extend_from_slice(b"{\"entity_id\":");
@@ -326,7 +333,7 @@ pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, b
                     return respond::error(out, 400, req.persist, b"", &msg);
                 }
             }
-            match delete_ids(shard, &ids).await {
+            match delete_ids(shard, &ids, shard.sync_always() || req.sync_always).await {
                 Ok(existed) => existed.iter().filter(|e| **e).count(),
                 Err(e) => return super::apply_failed(out, req, &e),
             }
@@ -345,7 +352,7 @@ pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, b
                     Ok(()) => ids.push(id),
                 }
             }
-            match delete_ids(shard, &ids).await {
+            match delete_ids(shard, &ids, shard.sync_always() || req.sync_always).await {
                 Ok(existed) => {
                     for (id, e) in ids.into_iter().zip(&existed) {
                         if !e {

@@ -63,7 +63,7 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
             return;
         }
     };
-    let sync = shard.sync_always();
+    let sync = shard.sync_always() || req.sync_always;
     let result = if owner == shard.id {
         match shard.apply_local(&mut batch) {
             Ok(end) if sync => shard.sync_to(end).await,
@@ -151,7 +151,7 @@ pub async fn post_batch(
         return;
     }
 
-    let result = apply_parts(shard, &mut batches).await;
+    let result = apply_parts(shard, &mut batches, shard.sync_always() || req.sync_always).await;
     if let Err(e) = result {
         super::apply_failed(out, req, &e);
         return;
@@ -167,8 +167,11 @@ pub async fn post_batch(
 /// Applies one request's parts on their owning shards. A single owner takes one
 /// frame there; several owners go through the coordinator's intent (`log::txn`), so a
 /// crash leaves the batch entirely present or entirely absent.
-async fn apply_parts(shard: &Shard, batches: &mut [EventBatch]) -> Result<(), ApplyError> {
-    let sync = shard.sync_always();
+async fn apply_parts(
+    shard: &Shard,
+    batches: &mut [EventBatch],
+    sync: bool,
+) -> Result<(), ApplyError> {
     let me = shard.id.index();
     let owners = batches.iter().filter(|b| !b.is_empty()).count();
     let mut own_end = None;

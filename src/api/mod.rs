@@ -21,6 +21,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     pub persist: Persist,
     pub http10: bool,
+    /// `X-Flux-Sync: always`: this request's writes are acknowledged only once durable.
+    pub sync_always: bool,
 }
 
 /// What the connection does after the handler returns.

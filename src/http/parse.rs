@@ -90,6 +90,9 @@ pub struct Head {
     pub ws_key: Option<(u32, u32)>,
     /// `Sec-WebSocket-Version: 13`.
     pub ws_version_13: bool,
+    /// `X-Flux-Sync: always`: acknowledge this request's writes only once they are on
+    /// stable storage, whatever `FLUX_SYNC` says.
+    pub sync_always: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,6 +343,7 @@ fn build_head(
         upgrade_websocket: facts.upgrade_websocket && facts.connection_upgrade,
         ws_key: facts.ws_key,
         ws_version_13: facts.ws_version_13 == Some(true),
+        sync_always: facts.sync_always,
     })
 }
 
@@ -360,6 +364,7 @@ struct HeaderFacts {
     authorization: Option<(u32, u32)>,
     ws_key: Option<(u32, u32)>,
     ws_version_13: Option<bool>,
+    sync_always: bool,
 }
 
 impl HeaderFacts {
@@ -382,6 +387,9 @@ impl HeaderFacts {
                     self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
                     self.connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
                 }
+            }
+            11 if name.eq_ignore_ascii_case(b"x-flux-sync") => {
+                self.sync_always |= value.eq_ignore_ascii_case(b"always");
             }
             13 if name.eq_ignore_ascii_case(b"authorization") => {
                 // Not a list header: two credentials are ambiguous, so refuse rather than

@@ -60,6 +60,8 @@ pub struct ShardCounters {
     /// Bytes and deliveries waiting in this shard's inbox (see `ws::fanout`).
     pub ws_inbox_bytes: AtomicU64,
     pub ws_inbox_items: AtomicU64,
+    /// fdatasync calls of this shard's log that completed.
+    pub log_syncs: AtomicU64,
     /// Sources of the events applied here, per second.
     pub publishers: hll::Sketches,
 }
@@ -95,6 +97,7 @@ pub struct Totals {
     pub ws_updates: u64,
     pub ws_delivery_gaps: u64,
     pub ws_inbox_bytes: u64,
+    pub log_syncs: u64,
 }
 
 impl Registry {
@@ -128,6 +131,7 @@ impl Registry {
             t.ws_updates += s.ws_updates.load(Relaxed);
             t.ws_delivery_gaps += s.ws_delivery_gaps.load(Relaxed);
             t.ws_inbox_bytes += s.ws_inbox_bytes.load(Relaxed);
+            t.log_syncs += s.log_syncs.load(Relaxed);
             s.publishers.merge_window(now_ms / 1000, &mut regs);
         }
         t.publishers_active = hll::estimate(&regs);

@@ -83,6 +83,13 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
     );
     scalar(
         &mut o,
+        "flux_log_syncs_total",
+        "counter",
+        "fdatasync calls of the shards' logs that completed.",
+        t.log_syncs,
+    );
+    scalar(
+        &mut o,
         "flux_ws_connections",
         "gauge",
         "Open WebSocket connections.",

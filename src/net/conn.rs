@@ -342,6 +342,7 @@ impl Conn {
             body,
             persist,
             http10: head.minor_version == 0,
+            sync_always: head.sync_always,
         };
         let mark = self.out.len();
         let dispatched = Instant::now();

@@ -308,10 +308,28 @@ impl Shard {
 
     /// Waits until everything below `lsn` is on stable storage.
     pub async fn sync_to(&self, lsn: u64) -> Result<(), ApplyError> {
-        self.durability
-            .sync_to(&self.log, lsn)
-            .await
-            .map_err(|e| ApplyError::Storage(e.to_string()))
+        let before = self.durability.syncs.get();
+        let r = self.durability.sync_to(&self.log, lsn).await;
+        self.count_syncs(before);
+        r.map_err(|e| ApplyError::Storage(e.to_string()))
+    }
+
+    /// Syncs everything appended so far.
+    pub async fn sync_now(&self) -> std::io::Result<()> {
+        let before = self.durability.syncs.get();
+        let r = self.durability.sync_now(&self.log).await;
+        self.count_syncs(before);
+        r
+    }
+
+    fn count_syncs(&self, before: u64) {
+        let done = self.durability.syncs.get().saturating_sub(before);
+        if done > 0 {
+            crate::metrics::ShardCounters::bump(
+                &self.shared.metrics.shard(self.id).log_syncs,
+                done,
+            );
+        }
     }
 
     /// Renders entity `id` (owned by `owner`) into `out`; false if it does not exist.

@@ -215,7 +215,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     glommio::spawn_local(async move {
                         while !s.shutting_down() {
                             glommio::timer::sleep(Duration::from_millis(ms)).await;
-                            if let Err(e) = s.durability.sync_now(&s.log).await {
+                            if let Err(e) = s.sync_now().await {
                                 eprintln!("flux: shard {}: log sync failed: {e}", s.id.0);
                             }
                         }
@@ -237,7 +237,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     ),
                     Err(e) => {
                         eprintln!("flux: shard {}: final snapshot failed: {e}", shard.id.0);
-                        if let Err(e) = shard.durability.sync_now(&shard.log).await {
+                        if let Err(e) = shard.sync_now().await {
                             eprintln!("flux: shard {}: final log sync failed: {e}", shard.id.0);
                         }
                     }

@@ -60,7 +60,7 @@ pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStat
     let dir = shard.config.data_dir.join(format!("shard-{}", shard.id.0));
     let (from, txn_hw) = replay_point(shard, quiescent);
     // The log before the replay point must be durable before a snapshot replaces it.
-    shard.durability.sync_now(&shard.log).await?;
+    shard.sync_now().await?;
     let meta = SnapshotMeta {
         shard: u32::from(shard.id.0),
         shards: shard.count as u32,
