@@ -149,19 +149,6 @@ impl EventBatch {
         }
     }
 
-    /// Offsets of the records in `buf`, in order.
-    pub fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
-        let mut off = 0;
-        std::iter::from_fn(move || {
-            if off + OFF_VAR > self.buf.len() {
-                return None;
-            }
-            let at = off;
-            off += read_u32(&self.buf, off) as usize;
-            Some(at)
-        })
-    }
-
     pub fn records(&self) -> Records<'_> {
         Records(&self.buf)
     }
