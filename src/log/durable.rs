@@ -28,14 +28,6 @@ pub struct Durability {
 }
 
 impl Durability {
-    pub fn synced_lsn(&self) -> u64 {
-        self.synced_lsn.get()
-    }
-
-    pub fn failed(&self) -> bool {
-        self.failed.get()
-    }
-
     /// Returns once everything below `lsn` is durable (or the sync failed).
     pub async fn sync_to(&self, log: &RefCell<Option<ShardLog>>, lsn: u64) -> io::Result<()> {
         loop {

@@ -24,7 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use frame::{frame_len, FrameRead, FRAME_HEADER_BYTES};
+use frame::{frame_len, FRAME_HEADER_BYTES};
 use scan::{RecoveryMode, ScanError, ScanReport};
 use segment::{Segment, SegmentHeader};
 
@@ -182,16 +182,6 @@ impl ShardLog {
     /// newer ones) can still hold unsynced data.
     pub fn mark_synced(&mut self, token: usize) {
         self.unsynced_from = self.unsynced_from.max(token.saturating_sub(1));
-    }
-
-    /// Reads the frame at `lsn`, if it is in an open segment.
-    pub fn read_frame(&self, lsn: u64) -> Option<(u8, &[u8])> {
-        let i = self.segments.partition_point(|s| s.end_lsn() <= lsn);
-        let seg = self.segments.get(i)?;
-        match seg.read_at(lsn) {
-            FrameRead::Frame { kind, payload, .. } => Some((kind, payload)),
-            _ => None,
-        }
     }
 
     /// The bytes from `lsn` to the end of its segment (a record inside a frame, for

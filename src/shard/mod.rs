@@ -110,12 +110,13 @@ pub struct Shard {
 pub fn apply_records(store: &mut Store, records: &mut [u8], base: u64, check: impl Fn(&[u8])) {
     let mut off = 0;
     while off < records.len() {
+        // One parse per record: applying does not read `prev_lsn`, so it is written
+        // into the record after the store has given it and taken the new head.
         let (r, len) = Record::parse(&records[off..]).expect("records are encoded by us");
         check(r.entity_id);
         let prev = store.last_lsn(r.entity_id);
-        crate::event::set_prev_lsn(&mut records[off..], prev);
-        let (r, _) = Record::parse(&records[off..]).expect("records are encoded by us");
         store.apply(&r, base + off as u64);
+        crate::event::set_prev_lsn(&mut records[off..], prev);
         off += len;
     }
 }
