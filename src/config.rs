@@ -106,6 +106,29 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
     Ok(CpuList(cpus))
 }
 
+/// A secret setting: never shown by `Debug` (so never in a log line).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// The largest body limit a segment of `segment_bytes` allows: any request's part
+/// must fit one segment.
+pub fn body_limit_max(segment_bytes: u64) -> u64 {
+    segment_bytes.saturating_sub(4096) / 2
+}
+
 /// Flux: an event-sourced entity state server.
 ///
 /// Producers POST events that merge properties into entities; consumers read the latest
@@ -135,17 +158,32 @@ pub struct Config {
     #[arg(long = "cpus", env = "FLUX_CPUS", value_parser = parse_cpus)]
     pub cpus: Option<CpuList>,
 
-    /// Namespaces and bearer tokens (not built yet: startup refuses when true).
-    #[arg(long = "auth-enabled", env = "FLUX_AUTH_ENABLED", value_parser = parse_bool, default_value = "false")]
+    /// Namespaces and bearer tokens: every entity id is `namespace/rest`, writes need
+    /// the namespace's token (or the admin token), reads too unless FLUX_PUBLIC_READS.
+    #[arg(long = "auth-enabled", env = "FLUX_AUTH_ENABLED", value_parser = parse_bool, default_value = "false", action = clap::ArgAction::Set)]
     pub auth_enabled: bool,
 
-    /// Admin bearer token for auth mode (at least 32 characters).
+    /// Admin bearer token for auth mode (at least 32 characters; required there).
     #[arg(long = "admin-token", env = "FLUX_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 
-    /// In auth mode, let anyone read and subscribe.
-    #[arg(long = "public-reads", env = "FLUX_PUBLIC_READS", value_parser = parse_bool, default_value = "false")]
+    /// In auth mode, let anyone read and subscribe without a token.
+    #[arg(long = "public-reads", env = "FLUX_PUBLIC_READS", value_parser = parse_bool, default_value = "false", action = clap::ArgAction::Set)]
     pub public_reads: bool,
+
+    /// In auth mode, limit the events written to each namespace (429 past it).
+    /// Changeable at run time with PUT /api/admin/config.
+    #[arg(long = "rate-limit-enabled", env = "FLUX_RATE_LIMIT_ENABLED", value_parser = parse_bool, default_value = "true", action = clap::ArgAction::Set)]
+    pub rate_limit_enabled: bool,
+
+    /// Events per minute each namespace may write (a bucket of this many events that
+    /// refills at this rate). 1..=2^40.
+    #[arg(
+        long = "rate-limit-per-minute",
+        env = "FLUX_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 10_000
+    )]
+    pub rate_limit_per_minute: u64,
 
     /// Durability mode: always | interval:<ms> | none (takes effect with the log).
     #[arg(long = "sync", env = "FLUX_SYNC", default_value = "interval:100")]
@@ -292,11 +330,35 @@ impl Config {
             ));
         }
         if self.auth_enabled {
-            return Err(
-                "FLUX_AUTH_ENABLED=true: auth mode is not available in this build yet; \
-                        start without it"
-                    .into(),
-            );
+            match &self.admin_token {
+                None => {
+                    return Err(
+                        "FLUX_AUTH_ENABLED=true needs FLUX_ADMIN_TOKEN (at least 32 \
+                                characters, e.g. `openssl rand -hex 32`)"
+                            .into(),
+                    )
+                }
+                Some(t) if t.0.chars().count() < 32 => {
+                    return Err(format!(
+                        "FLUX_ADMIN_TOKEN is {} characters long; auth mode needs at least 32",
+                        t.0.chars().count()
+                    ))
+                }
+                Some(t)
+                    if crate::auth::token::bearer(format!("Bearer {}", t.0).as_bytes())
+                        != Some(t.0.as_bytes()) =>
+                {
+                    return Err(
+                        "FLUX_ADMIN_TOKEN may hold only letters, digits and -._~+/= \
+                                (it is sent as a bearer token)"
+                            .into(),
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        if !(1..=crate::runtime::RATE_LIMIT_PER_MINUTE_MAX).contains(&self.rate_limit_per_minute) {
+            return Err("FLUX_RATE_LIMIT_PER_MINUTE must be 1..=2^40".into());
         }
         if self.body_limit_single_bytes == 0 || self.body_limit_batch_bytes == 0 {
             return Err("body limits must be at least 1 byte".into());
@@ -306,11 +368,15 @@ impl Config {
         }
         if self.segment_bytes < crate::log::SEGMENT_BYTES_MIN
             || self.segment_bytes < 2 * self.body_limit_batch_bytes as u64 + 4096
+            || self.segment_bytes < 2 * self.body_limit_single_bytes as u64 + 4096
         {
             return Err(format!(
-                "FLUX_SEGMENT_BYTES must be at least 1 MiB and at least twice the batch body \
+                "FLUX_SEGMENT_BYTES must be at least 1 MiB and at least twice the larger body \
                  limit plus 4 KiB ({} bytes)",
-                2 * self.body_limit_batch_bytes as u64 + 4096
+                2 * self
+                    .body_limit_batch_bytes
+                    .max(self.body_limit_single_bytes) as u64
+                    + 4096
             ));
         }
         if self.io_memory_kib < 64 {
@@ -412,6 +478,22 @@ mod tests {
     fn port_is_used_without_listen() {
         let c = parse(&["--port", "4000"]).unwrap();
         assert_eq!(c.listen_addr().to_string(), "0.0.0.0:4000");
+    }
+
+    #[test]
+    fn auth_mode_needs_a_long_admin_token() {
+        let err = |args: &[&str]| parse(args).unwrap().validate().unwrap_err();
+        assert!(err(&["--auth-enabled", "true"]).contains("needs FLUX_ADMIN_TOKEN"));
+        assert!(err(&["--auth-enabled", "true", "--admin-token", "short"]).contains("at least 32"));
+        let spaced = "x".repeat(20) + " " + &"y".repeat(20);
+        assert!(err(&["--auth-enabled", "true", "--admin-token", &spaced]).contains("only"));
+        let good = "a".repeat(32);
+        let c = parse(&["--auth-enabled", "true", "--admin-token", &good]).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        // The token never shows in a debug rendering of the configuration.
+        assert!(!format!("{c:?}").contains(&good));
+        // Without auth mode a missing token is fine.
+        assert_eq!(parse(&[]).unwrap().validate(), Ok(()));
     }
 
     #[test]

@@ -16,10 +16,13 @@
 //! | [`log`] | a shard's memory-mapped segment log, durability, recovery scan |
 //! | [`state`] | a shard's entity store |
 //! | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |
+//! | [`auth`] | auth mode: namespace registry, bearer tokens, per-namespace rate limits |
+//! | [`runtime`] | limits changeable at run time (`/api/admin/config`) |
 //! | [`metrics`] | per-shard counters and histograms, `metrics_update`, `GET /metrics` |
 //! | [`json`], [`time`] | output helpers |
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod event;
 pub mod http;
@@ -30,6 +33,7 @@ pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod runtime;
 pub mod shard;
 pub mod state;
 pub mod time;

@@ -23,6 +23,7 @@ use hashbrown::HashSet;
 use simd_json::prelude::*;
 
 use super::Request;
+use crate::auth::{Denied, WriteScope};
 use crate::event::{EventBatch, Record};
 use crate::http::respond;
 use crate::http::route::ENTITY_PREFIX;
@@ -205,6 +206,34 @@ async fn delete_ids(shard: &Shard, ids: &[Vec<u8>], sync: bool) -> Result<Vec<bo
     Ok(existed)
 }
 
+/// Deletes every entity whose id starts with `prefix`, however many, in rounds of at
+/// most `DELETE_ROUND` per shard, until a round finds none. Returns how many existed.
+pub async fn delete_prefix_all(
+    shard: &Shard,
+    prefix: &[u8],
+    sync: bool,
+) -> Result<usize, ApplyError> {
+    const DELETE_ROUND: usize = 10_000;
+    let mut deleted = 0;
+    loop {
+        let mut ids = Vec::new();
+        for i in 0..shard.count {
+            let part = scan(shard, ShardId(i as u16), prefix, DELETE_ROUND)
+                .await
+                .map_err(|_| ApplyError::Unavailable)?;
+            ids.extend(part.into_iter().map(Vec::from));
+        }
+        if ids.is_empty() {
+            return Ok(deleted);
+        }
+        deleted += delete_ids(shard, &ids, sync)
+            .await?
+            .iter()
+            .filter(|e| **e)
+            .count();
+    }
+}
+
 /// `DELETE /api/state/entities/:id`: 200 `{"entity_id","eventId"}` or 404.
 pub async fn delete_entity(
     shard: &Shard,
@@ -213,6 +242,13 @@ pub async fn delete_entity(
     body: &mut Vec<u8>,
 ) {
     let id = &req.path[ENTITY_PREFIX.len()..];
+    match req.principal.write_scope() {
+        Err(d) => return super::denied(out, req, d),
+        Ok(WriteScope::Own(ns)) if !ns.owns(id) => {
+            return super::denied(out, req, Denied(403, FORBIDDEN_DELETE));
+        }
+        Ok(_) => {}
+    }
     let Some(id_text) = std::str::from_utf8(id)
         .ok()
         .filter(|s| valid_entity_id(s).is_ok())
@@ -253,6 +289,27 @@ pub enum Filter {
     Prefix(Vec<u8>),
     Ids(Vec<Vec<u8>>),
 }
+
+impl Filter {
+    /// Confines the filter to ids starting with `scope` (a namespace token's
+    /// `name/`): a prefix that `scope` extends becomes `scope`. Returns false when
+    /// the filter reaches outside it.
+    pub fn confine(&mut self, scope: &[u8]) -> bool {
+        match self {
+            Filter::Prefix(p) if p.starts_with(scope) => true,
+            Filter::Prefix(p) if scope.starts_with(p) => {
+                *p = scope.to_vec();
+                true
+            }
+            Filter::Prefix(_) => false,
+            Filter::Ids(ids) => ids
+                .iter()
+                .all(|id| id.len() > scope.len() && id.starts_with(scope)),
+        }
+    }
+}
+
+pub const FORBIDDEN_DELETE: &str = "this token may delete only its own namespace's entities";
 
 /// Parses `{"prefix"}`, `{"namespace"}` or `{"entity_ids"}` (exactly one).
 pub fn parse_filter(body: &[u8], limit: usize) -> Result<Filter, String> {
@@ -310,11 +367,20 @@ pub fn parse_filter(body: &[u8], limit: usize) -> Result<Filter, String> {
 
 /// `POST /api/state/entities/delete`: `{"deleted","failed","errors"}`.
 pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
-    let limit = shard.config.max_batch_delete;
-    let filter = match parse_filter(req.body, limit) {
+    let scope = match req.principal.write_scope() {
+        Ok(s) => s,
+        Err(d) => return super::denied(out, req, d),
+    };
+    let limit = shard.shared.limits.max_batch_delete();
+    let mut filter = match parse_filter(req.body, limit) {
         Ok(f) => f,
         Err(msg) => return respond::error(out, 400, req.persist, b"", &msg),
     };
+    if let WriteScope::Own(ns) = &scope {
+        if !filter.confine(&ns.prefix) {
+            return super::denied(out, req, Denied(403, FORBIDDEN_DELETE));
+        }
+    }
     // (id, error) of the ids that could not be deleted, in request order.
     let mut errors: Vec<(Vec<u8>, &str)> = Vec::new();
     let deleted = match filter {
@@ -408,6 +474,29 @@ mod tests {
             Ok(Filter::Ids(vec![b"a".to_vec(), b"b".to_vec()]))
         );
         assert_eq!(parse(r#"{"entity_ids":[]}"#), Ok(Filter::Ids(vec![])));
+    }
+
+    #[test]
+    fn filters_confined_to_a_namespace() {
+        let confine = |f: &str| {
+            let mut f = parse(f).unwrap();
+            let ok = f.confine(b"alpha/");
+            (ok, f)
+        };
+        assert_eq!(
+            confine(r#"{"prefix":"al"}"#),
+            (true, Filter::Prefix(b"alpha/".to_vec()))
+        );
+        assert_eq!(
+            confine(r#"{"prefix":"alpha/x"}"#),
+            (true, Filter::Prefix(b"alpha/x".to_vec()))
+        );
+        assert!(confine(r#"{"namespace":"alpha"}"#).0);
+        assert!(!confine(r#"{"namespace":"bravo"}"#).0);
+        assert!(!confine(r#"{"prefix":"alphabet"}"#).0);
+        assert!(confine(r#"{"entity_ids":["alpha/a","alpha/b"]}"#).0);
+        assert!(!confine(r#"{"entity_ids":["alpha/a","bravo/b"]}"#).0);
+        assert!(!confine(r#"{"entity_ids":["alpha/"]}"#).0);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! goes out only after every owning shard has applied its part (read your writes).
 
 use super::Request;
+use crate::auth::rate::Refused;
+use crate::auth::{self, Denied, IdVerdict, LocalNs, Tally, WriteScope};
 use crate::event::EventBatch;
 use crate::http::respond;
 use crate::ingest::decode::{DecodeError, EventRef};
@@ -45,24 +47,44 @@ fn decode_error_message(e: &DecodeError) -> &str {
 }
 
 pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    let scope = match req.principal.write_scope() {
+        Ok(s) => s,
+        Err(d) => return super::denied(out, req, d),
+    };
     body.clear();
     let now = time::now_ms();
     let mut batch = EventBatch::default();
     let decoded = shard.decoder.borrow_mut().decode_single(req.body, |ev| {
+        let id = ev.entity_id.as_bytes();
+        let charged = shard.auth.check_write(&scope, id)?;
         let mut id_buf = [0u8; 36];
-        let id = event_id(shard, ev, now, &mut id_buf);
-        write_ack(body, id, ev.stream);
+        let event_id = event_id(shard, ev, now, &mut id_buf);
+        write_ack(body, event_id, ev.stream);
         batch.buf.reserve(req.body.len() + 64);
-        batch.push_event(ev, id, ev.timestamp_ms.unwrap_or(now));
-        shard.owner(ev.entity_id.as_bytes())
+        batch.push_event(ev, event_id, ev.timestamp_ms.unwrap_or(now));
+        Ok((shard.owner(id), charged))
     });
-    let owner = match decoded {
-        Ok(owner) => owner,
+    let (owner, charged) = match decoded {
+        Ok(Ok(v)) => v,
+        Ok(Err(verdict)) => return id_refused(out, req, verdict),
         Err(e) => {
             respond::error(out, 400, req.persist, b"", decode_error_message(&e));
             return;
         }
     };
+    if let Some(ns) = charged.as_ref().or(match &scope {
+        WriteScope::Own(ns) => Some(ns),
+        _ => None,
+    }) {
+        let mut tally = Tally::default();
+        tally.add(ns, 1);
+        if let Err((r, ns)) = shard
+            .auth
+            .spend_all(&shard.shared.limits, shard.count, &tally)
+        {
+            return rate_limited(out, shard, req, r, &ns, 1);
+        }
+    }
     let sync = shard.sync_always() || req.sync_always;
     let result = if owner == shard.id {
         match shard.apply_local(&mut batch) {
@@ -81,6 +103,49 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
     }
 }
 
+/// 400 or 403 for an event whose entity id the token may not write.
+#[cold]
+fn id_refused(out: &mut Vec<u8>, req: &Request<'_>, verdict: IdVerdict) {
+    match verdict {
+        IdVerdict::Forbidden => super::denied(out, req, Denied(403, auth::FORBIDDEN_WRITE)),
+        IdVerdict::Invalid(msg) => respond::error(out, 400, req.persist, b"", msg),
+        IdVerdict::Ok => unreachable!("not a refusal"),
+    }
+}
+
+/// 429 with `Retry-After`.
+#[cold]
+pub fn rate_limited(
+    out: &mut Vec<u8>,
+    shard: &Shard,
+    req: &Request<'_>,
+    r: Refused,
+    ns: &LocalNs,
+    n: u64,
+) {
+    let per_minute = shard.shared.limits.rate_limit().unwrap_or(0);
+    let (secs, msg) = match r {
+        Refused::RetryAfter(s) => (
+            s,
+            format!(
+                "namespace {} is over its rate limit of {per_minute} events per minute; \
+                 nothing was applied",
+                ns.name()
+            ),
+        ),
+        Refused::TooLarge => (
+            60,
+            format!(
+                "{n} events for namespace {} exceed its whole rate limit of {per_minute} \
+                 events per minute; send smaller batches",
+                ns.name()
+            ),
+        ),
+    };
+    let extra = format!("Retry-After: {secs}\r\n");
+    respond::error(out, 429, req.persist, extra.as_bytes(), &msg);
+}
+
 pub async fn post_batch(
     shard: &Shard,
     req: &Request<'_>,
@@ -88,11 +153,17 @@ pub async fn post_batch(
     body: &mut Vec<u8>,
     results: &mut Vec<u8>,
 ) {
+    let scope = match req.principal.write_scope() {
+        Ok(s) => s,
+        Err(d) => return super::denied(out, req, d),
+    };
     let now = time::now_ms();
     let mut batches: Vec<EventBatch> = (0..shard.count).map(|_| EventBatch::default()).collect();
     results.clear();
     let mut failed = 0usize;
+    let mut forbidden = 0usize;
     let mut first_error: Option<String> = None;
+    let mut tally = Tally::default();
     let decoded = shard
         .decoder
         .borrow_mut()
@@ -100,8 +171,22 @@ pub async fn post_batch(
             if idx > 0 {
                 results.push(b',');
             }
-            match ev {
-                Ok(ev) => {
+            let checked =
+                ev.and_then(
+                    |ev| match shard.auth.check_write(&scope, ev.entity_id.as_bytes()) {
+                        Ok(charged) => Ok((ev, charged)),
+                        Err(IdVerdict::Invalid(msg)) => Err(msg),
+                        Err(_) => {
+                            forbidden += 1;
+                            Err(auth::FORBIDDEN_WRITE)
+                        }
+                    },
+                );
+            match checked {
+                Ok((ev, charged)) => {
+                    if let Some(ns) = &charged {
+                        tally.add(ns, 1);
+                    }
                     let mut id_buf = [0u8; 36];
                     let id = event_id(shard, ev, now, &mut id_buf);
                     write_ack(results, id, ev.stream);
@@ -136,10 +221,18 @@ pub async fn post_batch(
     }
     body.clear();
     if failed > 0 {
-        let msg = format!(
-            "{failed} of {total} events are invalid, nothing was applied; first: {}",
-            first_error.as_deref().unwrap_or("")
-        );
+        let status = if forbidden > 0 { 403 } else { 400 };
+        let msg = if forbidden > 0 {
+            format!(
+                "{forbidden} of {total} events write outside this token's namespace, \
+                 nothing was applied"
+            )
+        } else {
+            format!(
+                "{failed} of {total} events are invalid, nothing was applied; first: {}",
+                first_error.as_deref().unwrap_or("")
+            )
+        };
         body.extend_from_slice(b"{\"error\":");
         json::write_str(body, msg.as_bytes());
         body.extend_from_slice(b",\"successful\":0,\"failed\":");
@@ -147,8 +240,20 @@ pub async fn post_batch(
         body.extend_from_slice(b",\"results\":[");
         body.extend_from_slice(results);
         body.extend_from_slice(b"]}");
-        respond::json(out, 400, req.persist, b"", body);
+        respond::json(out, status, req.persist, b"", body);
         return;
+    }
+    if let WriteScope::Own(ns) = &scope {
+        tally.add(ns, total as u64);
+    }
+    if !tally.is_empty() {
+        if let Err((r, ns)) = shard
+            .auth
+            .spend_all(&shard.shared.limits, shard.count, &tally)
+        {
+            let n = tally.count(&ns);
+            return rate_limited(out, shard, req, r, &ns, n);
+        }
     }
 
     let result = apply_parts(shard, &mut batches, shard.sync_always() || req.sync_always).await;

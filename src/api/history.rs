@@ -135,6 +135,7 @@ pub fn render(store: &Store, log: &ShardLog, q: &HistoryQuery, out: &mut Vec<u8>
 pub async fn get_history(
     shard: &crate::shard::Shard,
     req: &Request<'_>,
+    scope: &crate::auth::ReadScope,
     out: &mut Vec<u8>,
     body: &mut Vec<u8>,
 ) {
@@ -142,6 +143,10 @@ pub async fn get_history(
         Ok(q) => q,
         Err(msg) => return respond::error(out, 400, req.persist, b"", msg),
     };
+    if !scope.allows(&q.entity) {
+        // Another namespace's entity does not exist for this token.
+        return respond::error(out, 404, req.persist, b"", "entity not found");
+    }
     body.clear();
     match shard.history(shard.owner(&q.entity), q, body).await {
         Ok(true) => respond::json(out, 200, req.persist, b"", body),

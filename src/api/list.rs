@@ -66,6 +66,22 @@ impl ListQuery {
     }
 }
 
+impl ListQuery {
+    /// Confines the listing to ids starting with `scope` (a namespace token's
+    /// `name/`): the effective prefix is the longer of the two when one extends the
+    /// other; otherwise nothing matches.
+    pub fn restrict(&mut self, scope: &[u8]) {
+        if self.prefix.starts_with(scope) {
+            return;
+        }
+        if scope.starts_with(&self.prefix) {
+            self.prefix = scope.to_vec();
+        } else {
+            self.empty = true;
+        }
+    }
+}
+
 /// One shard's position in the merge.
 struct Cursor {
     shard: ShardId,
@@ -170,6 +186,22 @@ pub async fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restrict_to_a_namespace() {
+        let restricted = |query: &[u8]| {
+            let mut q = ListQuery::parse(Some(query)).unwrap();
+            q.restrict(b"alpha/");
+            (String::from_utf8(q.prefix).unwrap(), q.empty)
+        };
+        assert_eq!(restricted(b""), ("alpha/".into(), false));
+        assert_eq!(restricted(b"prefix=al"), ("alpha/".into(), false));
+        assert_eq!(restricted(b"prefix=alpha/x"), ("alpha/x".into(), false));
+        assert_eq!(restricted(b"namespace=alpha"), ("alpha/".into(), false));
+        assert!(restricted(b"namespace=bravo").1);
+        assert!(restricted(b"prefix=b").1);
+        assert!(restricted(b"prefix=alphabet").1);
+    }
 
     #[test]
     fn parse_query() {

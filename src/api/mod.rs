@@ -1,18 +1,23 @@
 //! Endpoint handlers. A handler gets the parsed request and queues its response into
 //! the connection's output buffer; only listings stream (see `list`).
 
+pub mod admin;
 pub mod delete;
 pub mod entities;
 pub mod events;
 pub mod history;
 pub mod list;
+pub mod namespaces;
 
+use crate::auth::{Denied, Principal, ReadScope};
 use crate::http::respond::{self, Persist};
 use crate::http::route::{Endpoint, Route};
 use crate::shard::{ApplyError, Shard};
 
 /// A request as handlers see it; everything borrows from the connection's buffers.
 pub struct Request<'a> {
+    /// Who sent it (`Principal::Open` with auth off).
+    pub principal: Principal,
     pub route: Route,
     /// Percent-decoded path.
     pub path: &'a [u8],
@@ -69,11 +74,15 @@ pub async fn dispatch(
             Reply::Done
         }
         Endpoint::History => {
-            history::get_history(shard, req, out, body).await;
+            if let Some(scope) = read_scope(shard, req, out) {
+                history::get_history(shard, req, &scope, out, body).await;
+            }
             Reply::Done
         }
         Endpoint::GetEntity => {
-            entities::get_entity(shard, req, out, body).await;
+            if let Some(scope) = read_scope(shard, req, out) {
+                entities::get_entity(shard, req, &scope, out, body).await;
+            }
             Reply::Done
         }
         Endpoint::DeleteEntity => {
@@ -85,7 +94,43 @@ pub async fn dispatch(
             Reply::Done
         }
         Endpoint::Metrics => {
-            crate::metrics::prom::get_metrics(shard, req, out).await;
+            // Totals over every namespace: for the admin token or public reads.
+            match read_scope(shard, req, out) {
+                Some(ReadScope::All) => crate::metrics::prom::get_metrics(shard, req, out).await,
+                Some(ReadScope::Own(_)) => denied(
+                    out,
+                    req,
+                    Denied(
+                        403,
+                        "metrics cover every namespace: they need the admin token",
+                    ),
+                ),
+                None => {}
+            }
+            Reply::Done
+        }
+        Endpoint::RegisterNamespace => {
+            namespaces::register(shard, req, out, body).await;
+            Reply::Done
+        }
+        Endpoint::ListNamespaces => {
+            namespaces::list(shard, req, out, body);
+            Reply::Done
+        }
+        Endpoint::GetNamespace => {
+            namespaces::get(shard, req, out, body);
+            Reply::Done
+        }
+        Endpoint::DeleteNamespace => {
+            namespaces::delete(shard, req, out, body).await;
+            Reply::Done
+        }
+        Endpoint::GetConfig => {
+            admin::get_config(shard, req, out, body);
+            Reply::Done
+        }
+        Endpoint::PutConfig => {
+            admin::put_config(shard, req, out, body);
             Reply::Done
         }
         // Upgrades are answered by the connection (`net::conn`), which owns the socket.
@@ -99,13 +144,46 @@ pub async fn dispatch(
             );
             Reply::Done
         }
-        Endpoint::ListEntities => match list::ListQuery::parse(req.query) {
-            Ok(q) => Reply::Stream(q),
-            Err(msg) => {
-                respond::error(out, 400, req.persist, b"", msg);
-                Reply::Done
+        Endpoint::ListEntities => {
+            let Some(scope) = read_scope(shard, req, out) else {
+                return Reply::Done;
+            };
+            match list::ListQuery::parse(req.query) {
+                Ok(mut q) => {
+                    if let Some(prefix) = scope.prefix() {
+                        q.restrict(prefix);
+                    }
+                    Reply::Stream(q)
+                }
+                Err(msg) => {
+                    respond::error(out, 400, req.persist, b"", msg);
+                    Reply::Done
+                }
             }
-        },
+        }
+    }
+}
+
+/// Answers a refusal; a 401 says which scheme to use (RFC 6750 §3).
+#[cold]
+pub fn denied(out: &mut Vec<u8>, req: &Request<'_>, d: Denied) {
+    let extra: &[u8] = if d.0 == 401 {
+        b"WWW-Authenticate: Bearer realm=\"flux\"\r\n"
+    } else {
+        b""
+    };
+    respond::error(out, d.0, req.persist, extra, d.1);
+}
+
+/// What the request may read, or `None` once the refusal is queued.
+#[inline]
+pub fn read_scope(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) -> Option<ReadScope> {
+    match req.principal.read_scope(shard.auth.shared().public_reads) {
+        Ok(scope) => Some(scope),
+        Err(d) => {
+            denied(out, req, d);
+            None
+        }
     }
 }
 

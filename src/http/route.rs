@@ -21,6 +21,19 @@ pub enum Endpoint {
     WebSocket,
     /// `GET /metrics` (Prometheus text).
     Metrics,
+    /// `POST /api/namespaces` (admin): register a namespace.
+    RegisterNamespace,
+    /// `GET /api/state/namespaces` (and `GET /api/namespaces`): the namespaces the
+    /// token may see.
+    ListNamespaces,
+    /// `GET /api/namespaces/:name`; the name is the rest of the decoded path.
+    GetNamespace,
+    /// `DELETE /api/namespaces/:name` (admin).
+    DeleteNamespace,
+    /// `GET /api/admin/config`.
+    GetConfig,
+    /// `PUT /api/admin/config` (admin).
+    PutConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +45,7 @@ pub enum Route {
 }
 
 pub const ENTITY_PREFIX: &[u8] = b"/api/state/entities/";
+pub const NAMESPACE_PREFIX: &[u8] = b"/api/namespaces/";
 
 /// Which body limit applies to a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +59,9 @@ impl Route {
     pub fn body_class(self) -> BodyClass {
         match self {
             Route::Found(Endpoint::PostBatch | Endpoint::BatchDelete) => BodyClass::Batch,
+            // Small JSON objects: the limit of other requests would do, but the
+            // single-event limit is the documented one for small bodies.
+            Route::Found(Endpoint::RegisterNamespace | Endpoint::PutConfig) => BodyClass::Single,
             Route::Found(Endpoint::PostEvent) => BodyClass::Single,
             _ => BodyClass::Other,
         }
@@ -78,6 +95,24 @@ pub fn route(method: Method, path: &[u8]) -> Route {
             Delete => Route::Found(DeleteEntity),
             _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, POST, DELETE\r\n"),
         },
+        b"/api/namespaces" => match method {
+            Post => Route::Found(RegisterNamespace),
+            Get => Route::Found(ListNamespaces),
+            _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, POST\r\n"),
+        },
+        b"/api/state/namespaces" => one(method, Get, ListNamespaces, b"Allow: GET, HEAD\r\n"),
+        b"/api/admin/config" => match method {
+            Get => Route::Found(GetConfig),
+            Put => Route::Found(PutConfig),
+            _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, PUT\r\n"),
+        },
+        _ if path.len() > NAMESPACE_PREFIX.len() && path.starts_with(NAMESPACE_PREFIX) => {
+            match method {
+                Get => Route::Found(GetNamespace),
+                Delete => Route::Found(DeleteNamespace),
+                _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, DELETE\r\n"),
+            }
+        }
         _ if path.len() > ENTITY_PREFIX.len() && path.starts_with(ENTITY_PREFIX) => match method {
             Get => Route::Found(GetEntity),
             Delete => Route::Found(DeleteEntity),
@@ -162,6 +197,53 @@ mod tests {
         assert_eq!(
             r(Method::Post, b"/api/state/entities/delete").body_class(),
             BodyClass::Batch
+        );
+    }
+
+    #[test]
+    fn namespace_and_admin_routes() {
+        use Endpoint::*;
+        let r = |m, p: &[u8]| route(m, p);
+        assert_eq!(
+            r(Method::Post, b"/api/namespaces"),
+            Route::Found(RegisterNamespace)
+        );
+        assert_eq!(
+            r(Method::Get, b"/api/namespaces"),
+            Route::Found(ListNamespaces)
+        );
+        assert_eq!(
+            r(Method::Get, b"/api/state/namespaces"),
+            Route::Found(ListNamespaces)
+        );
+        assert_eq!(
+            r(Method::Get, b"/api/namespaces/abc"),
+            Route::Found(GetNamespace)
+        );
+        assert_eq!(
+            r(Method::Delete, b"/api/namespaces/abc"),
+            Route::Found(DeleteNamespace)
+        );
+        assert_eq!(r(Method::Get, b"/api/namespaces/"), Route::NotFound);
+        assert_eq!(
+            r(Method::Post, b"/api/namespaces/abc"),
+            Route::MethodNotAllowed(b"Allow: GET, HEAD, DELETE\r\n")
+        );
+        assert_eq!(
+            r(Method::Get, b"/api/admin/config"),
+            Route::Found(GetConfig)
+        );
+        assert_eq!(
+            r(Method::Put, b"/api/admin/config"),
+            Route::Found(PutConfig)
+        );
+        assert_eq!(
+            r(Method::Post, b"/api/admin/config"),
+            Route::MethodNotAllowed(b"Allow: GET, HEAD, PUT\r\n")
+        );
+        assert_eq!(
+            r(Method::Put, b"/api/admin/config").body_class(),
+            BodyClass::Single
         );
     }
 

@@ -15,7 +15,7 @@ use glommio::net::TcpStream;
 
 use crate::api::{self, Reply, Request};
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::parse::{self, BodyKind, Head, Method};
+use crate::http::parse::{self, range_slice, BodyKind, Head, Method};
 use crate::http::query::percent_decode;
 use crate::http::respond::{self, Persist};
 use crate::http::route::{self, BodyClass};
@@ -45,8 +45,9 @@ pub struct Conn {
     /// De-chunked request body.
     body: Vec<u8>,
     scratch: Scratch,
-    /// A WebSocket upgrade was accepted: after the `101` the socket goes to a session.
-    upgraded: bool,
+    /// A WebSocket upgrade was accepted (with what the client may read): after the
+    /// `101` the socket goes to a session.
+    upgraded: Option<crate::auth::ReadScope>,
 }
 
 /// How reading more bytes ended, when it did not deliver any.
@@ -69,7 +70,7 @@ impl Conn {
             out: Vec::with_capacity(READ_BUF_BYTES),
             body: Vec::new(),
             scratch: Scratch::default(),
-            upgraded: false,
+            upgraded: None,
         }
     }
 
@@ -198,8 +199,8 @@ impl Conn {
             head_started = (self.start < self.end).then(Instant::now);
             if !keep {
                 let flushed = self.flush().await.is_ok();
-                if self.upgraded && flushed {
-                    self.into_session().await;
+                if let (Some(scope), true) = (self.upgraded.take(), flushed) {
+                    self.into_session(scope).await;
                 }
                 return;
             }
@@ -209,7 +210,6 @@ impl Conn {
     /// Reads the body of the request whose head was parsed, dispatches it, and queues
     /// the response. Returns false when the connection must close.
     async fn serve_one(&mut self, head: Head, body_timeout: Duration) -> bool {
-        let cfg = self.shard.config.clone();
         // Decode the path now: the route decides the body limit.
         let raw_path =
             &self.rbuf[self.start + head.path.0 as usize..self.start + head.path.1 as usize];
@@ -224,9 +224,11 @@ impl Conn {
         if route == route::Route::Found(route::Endpoint::WebSocket) && !is_head {
             return self.upgrade(&head);
         }
+        // Runtime limits (`PUT /api/admin/config` changes them on every shard).
+        let limits = &self.shard.shared.limits;
         let limit = match route.body_class() {
-            BodyClass::Single => cfg.body_limit_single_bytes,
-            BodyClass::Batch => cfg.body_limit_batch_bytes,
+            BodyClass::Single => limits.body_single(),
+            BodyClass::Batch => limits.body_batch(),
             BodyClass::Other => BODY_OTHER_BYTES_MAX,
         };
         let header_len = head.header_len as usize;
@@ -335,7 +337,13 @@ impl Conn {
             &self.body
         };
         let query = head.query.map(|(a, b)| &buf[a as usize..b as usize]);
+        let principal = self.shard.auth.resolve(
+            head.authorization
+                .map(|(a, b)| &buf[a as usize..b as usize]),
+            None,
+        );
         let req = Request {
+            principal,
             route,
             path: &self.scratch.path,
             query,
@@ -421,23 +429,53 @@ impl Conn {
         } else {
             crate::ws::upgrade::check(head, self.buffered())
         };
-        match checked {
-            Ok(accept) => {
+        // Auth: the token comes from the Authorization header or `?token=`.
+        let scope = checked.as_ref().ok().map(|_| {
+            let buf = self.buffered();
+            let header = head.authorization.map(|r| range_slice(buf, r));
+            let mut token = Vec::new();
+            let query = head.query.map(|r| range_slice(buf, r));
+            let has_token = query.is_some_and(|q| query_token(q, &mut token));
+            let principal = self
+                .shard
+                .auth
+                .resolve(header, has_token.then_some(&token[..]));
+            principal.read_scope(self.shard.auth.shared().public_reads)
+        });
+        match (checked, scope) {
+            (Ok(accept), Some(Ok(scope))) => {
                 crate::ws::upgrade::write_101(&mut self.out, &accept);
                 self.start += head.header_len as usize;
-                self.upgraded = true;
+                self.upgraded = Some(scope);
             }
-            Err(r) => respond::error(&mut self.out, r.status, Persist::Close, r.extra, r.message),
+            (Ok(_), Some(Err(d))) => respond::error(
+                &mut self.out,
+                d.0,
+                Persist::Close,
+                b"WWW-Authenticate: Bearer realm=\"flux\"\r\n",
+                d.1,
+            ),
+            (Err(r), _) => {
+                respond::error(&mut self.out, r.status, Persist::Close, r.extra, r.message)
+            }
+            (Ok(_), None) => unreachable!("a scope is resolved for every accepted upgrade"),
         }
         false
     }
 
     /// Hands the socket, with any bytes the client sent after its upgrade request, to
     /// a WebSocket session on this shard.
-    async fn into_session(self) {
+    async fn into_session(self, scope: crate::auth::ReadScope) {
         let early = self.rbuf[self.start..self.end].to_vec();
-        crate::ws::session::run(self.shard, self.stream, early).await;
+        crate::ws::session::run(self.shard, self.stream, early, scope).await;
     }
+}
+
+/// The percent-decoded `token` parameter of a query string, into `out`.
+fn query_token(query: &[u8], out: &mut Vec<u8>) -> bool {
+    crate::http::query::query_pairs(query)
+        .find(|(k, _)| *k == b"token")
+        .is_some_and(|(_, v)| percent_decode(v, true, out).is_ok())
 }
 
 /// Cuts the body off the response that starts at `mark` (for HEAD).

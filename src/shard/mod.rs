@@ -45,10 +45,18 @@ pub struct Shared {
     pub metrics: crate::metrics::Registry,
     /// Every shard's WebSocket delivery inbox.
     pub ws: crate::ws::Switchboard,
+    /// Namespaces, tokens and rate-limit buckets (auth mode).
+    pub auth: Arc<crate::auth::Auth>,
+    /// Limits changeable at run time (`/api/admin/config`).
+    pub limits: crate::runtime::RuntimeLimits,
 }
 
 impl Shared {
-    pub fn new(shards: usize) -> Self {
+    pub fn new(
+        shards: usize,
+        auth: crate::auth::Auth,
+        limits: crate::runtime::RuntimeLimits,
+    ) -> Self {
         Shared {
             shutting_down: AtomicBool::new(false),
             drained: AtomicUsize::new(0),
@@ -57,6 +65,8 @@ impl Shared {
             board: txn::Board::new(shards),
             metrics: crate::metrics::Registry::new(shards),
             ws: crate::ws::Switchboard::new(shards),
+            auth: Arc::new(auth),
+            limits,
         }
     }
 }
@@ -103,6 +113,8 @@ pub struct Shard {
     pub ws: crate::ws::Hub,
     /// Histograms and the event-rate window of this shard (see `metrics`).
     pub metrics: crate::metrics::Local,
+    /// This shard's copy of the namespace registry (see `auth`).
+    pub auth: crate::auth::Local,
 }
 
 /// Stamps each record's `prev_lsn` from the store and applies it at LSN
@@ -157,6 +169,7 @@ impl Shard {
         store: Store,
     ) -> Rc<Self> {
         let ws = crate::ws::Hub::new(count, &config);
+        let auth = crate::auth::Local::new(shared.auth.clone());
         Rc::new_cyclic(|me| Shard {
             id,
             count,
@@ -176,6 +189,7 @@ impl Shard {
             me: me.clone(),
             ws,
             metrics: crate::metrics::Local::default(),
+            auth,
         })
     }
 

@@ -143,7 +143,9 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     })?;
     check_data_layout(&cfg.data_dir, count)?;
     let sigset = block_signals();
-    let shared = Arc::new(Shared::new(count));
+    let auth = crate::auth::Auth::open(&cfg).map_err(StartError)?;
+    let limits = crate::runtime::RuntimeLimits::new(&cfg);
+    let shared = Arc::new(Shared::new(count, auth, limits));
     let mesh_builder = MeshBuilder::<Request, _>::full(count, MESH_CHANNEL_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardId, String>>();
 

@@ -26,6 +26,7 @@ use glommio::net::TcpStream;
 use super::outbox::{CloseReason, Next, Outbox};
 use super::protocol::{self, Command, CLIENT_MESSAGE_BYTES_MAX};
 use super::subs::Pattern;
+use crate::auth::ReadScope;
 use crate::limits::WRITE_TIMEOUT_MS;
 use crate::shard::Shard;
 
@@ -89,12 +90,14 @@ async fn unless_closing<T>(o: &Outbox, f: impl Future<Output = T>) -> Option<T> 
 /// Runs the session in the WebSocket task queue (see `ws::WS_TASK_QUEUE_SHARES`).
 /// `early` holds bytes the client sent right after its upgrade request (already read
 /// from the socket by the HTTP layer).
-pub async fn run(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>) {
+/// `scope` confines the connection's subscriptions (a namespace token's connection
+/// sees its namespace only).
+pub async fn run(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: ReadScope) {
     let s = shard.clone();
-    shard.ws.spawn(session(s, stream, early)).await;
+    shard.ws.spawn(session(s, stream, early, scope)).await;
 }
 
-async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>) {
+async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: ReadScope) {
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MS)));
     let ws =
@@ -105,7 +108,7 @@ async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>) {
     if shard.shutting_down() {
         o.close(CloseReason::ShuttingDown);
     }
-    let mut reader = pin!(read_loop(&shard, o, &mut rx));
+    let mut reader = pin!(read_loop(&shard, o, &mut rx, &scope));
     let mut writer = pin!(write_loop(&shard, o, &mut tx));
     // Which loop ended first; the writer says whether its close frame went out.
     let first = future::or(
@@ -130,14 +133,19 @@ async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>) {
     // `reg` drops last (after the loops borrowing its outbox): unregistration.
 }
 
-async fn read_loop(shard: &Shard, o: &Outbox, rx: &mut WebSocketReceiver<TcpStream>) {
+async fn read_loop(
+    shard: &Shard,
+    o: &Outbox,
+    rx: &mut WebSocketReceiver<TcpStream>,
+    scope: &ReadScope,
+) {
     let mut scratch = Vec::new();
     while let Some(item) = rx.next().await {
         o.last_rx.set(Instant::now());
         match item {
             Ok(Message::Text(text)) => {
                 if o.closing().is_none() {
-                    command(shard, o, text.as_bytes(), &mut scratch).await;
+                    command(shard, o, text.as_bytes(), &mut scratch, scope).await;
                 }
             }
             Ok(Message::Binary(_)) => shard.ws.reply(
@@ -167,12 +175,25 @@ async fn read_loop(shard: &Shard, o: &Outbox, rx: &mut WebSocketReceiver<TcpStre
     }
 }
 
-async fn command(shard: &Shard, o: &Outbox, text: &[u8], scratch: &mut Vec<u8>) {
+async fn command(shard: &Shard, o: &Outbox, text: &[u8], scratch: &mut Vec<u8>, scope: &ReadScope) {
     let (cmd, id) = match protocol::parse_command(text, scratch) {
         Ok(c) => c,
         Err(msg) => return shard.ws.reply(shard, o, protocol::error_message(&msg)),
     };
-    let pattern = Pattern::parse(&id);
+    let mut pattern = Pattern::parse(&id);
+    if let Some(prefix) = scope.prefix() {
+        match (pattern.confine(prefix), cmd) {
+            (Some(p), _) => pattern = p,
+            // Nothing outside the namespace was ever subscribed.
+            (None, Command::Unsubscribe) => {
+                return shard.ws.reply(shard, o, protocol::ack_message(cmd, &id))
+            }
+            (None, Command::Subscribe) => {
+                let msg = "this token may subscribe only to its own namespace's entities";
+                return shard.ws.reply(shard, o, protocol::error_message(msg));
+            }
+        }
+    }
     match cmd {
         Command::Subscribe => {
             if let Err(msg) = shard.ws.subscribe(shard, o, pattern).await {

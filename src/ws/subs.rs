@@ -38,6 +38,20 @@ impl Pattern {
         }
     }
 
+    /// The pattern confined to ids starting with `scope` (a namespace token's
+    /// `name/`): `*` and prefixes that `scope` extends become `scope*`; `None` when
+    /// the pattern lies outside it.
+    pub fn confine(self, scope: &[u8]) -> Option<Pattern> {
+        match self {
+            Pattern::Exact(id) => {
+                (id.len() > scope.len() && id.starts_with(scope)).then_some(Pattern::Exact(id))
+            }
+            Pattern::Prefix(p) if p.starts_with(scope) => Some(Pattern::Prefix(p)),
+            Pattern::Prefix(p) if scope.starts_with(&p) => Some(Pattern::Prefix(scope.into())),
+            Pattern::Prefix(_) => None,
+        }
+    }
+
     pub fn matches(&self, id: &[u8]) -> bool {
         match self {
             Pattern::Exact(e) => &e[..] == id,
@@ -297,6 +311,19 @@ mod tests {
 
     fn p(s: &str) -> Pattern {
         Pattern::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn confined_patterns() {
+        let c = |s: &str| p(s).confine(b"alpha/");
+        assert_eq!(c("*"), Some(Pattern::Prefix((*b"alpha/").into())));
+        assert_eq!(c("al*"), Some(Pattern::Prefix((*b"alpha/").into())));
+        assert_eq!(c("alpha/x*"), Some(Pattern::Prefix((*b"alpha/x").into())));
+        assert_eq!(c("alpha/x"), Some(Pattern::Exact((*b"alpha/x").into())));
+        assert_eq!(c("bravo/x"), None);
+        assert_eq!(c("bravo/*"), None);
+        assert_eq!(c("alphabet*"), None);
+        assert_eq!(c("alpha/"), None);
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! The namespace registry over HTTP (auth mode only; with auth off these paths answer
+//! 404 saying so):
+//!
+//! - `POST /api/namespaces {"name"}` (admin): 201 `{"namespaceId","name","token",
+//!   "createdAt"}`; the token is in this answer and nowhere else, ever.
+//! - `GET /api/namespaces/:name`: `{"namespaceId","name","createdAt"}` for the admin,
+//!   the namespace's own token, or anyone with public reads; 404 otherwise.
+//! - `GET /api/state/namespaces`: `{"namespaces":[…]}`, the namespaces the token may
+//!   see (all for the admin and with public reads, its own for a namespace token).
+//! - `DELETE /api/namespaces/:name` (admin): the namespace stops accepting anything at
+//!   once, its entities are deleted (tombstones, like any deletion), then it leaves
+//!   the registry and its token stops working. A crash part way leaves it registered;
+//!   repeating the request finishes the job.
+
+use std::sync::Arc;
+
+use simd_json::prelude::*;
+
+use super::Request;
+use crate::auth::registry::{self, Namespace, RegisterError};
+use crate::auth::ReadScope;
+use crate::http::respond;
+use crate::http::route::NAMESPACE_PREFIX;
+use crate::json;
+use crate::shard::Shard;
+use crate::time;
+
+const AUTH_OFF: &str = "namespaces exist only in auth mode (FLUX_AUTH_ENABLED=true)";
+
+fn write_namespace(body: &mut Vec<u8>, ns: &Namespace) {
+    body.extend_from_slice(b"{\"namespaceId\":");
+    json::write_str(body, ns.id.as_bytes());
+    body.extend_from_slice(b",\"name\":");
+    json::write_str(body, ns.name.as_bytes());
+    body.extend_from_slice(b",\"createdAt\":\"");
+    time::write_rfc3339_ms(body, ns.created_ms);
+    body.extend_from_slice(b"\"}");
+}
+
+fn parse_name(body: &[u8]) -> Result<String, &'static str> {
+    const USAGE: &str = "the body must be {\"name\": \"...\"} with 3-32 characters of a-z 0-9 _ -";
+    let mut copy = body.to_vec();
+    let v = simd_json::to_borrowed_value(&mut copy).map_err(|_| USAGE)?;
+    let name = v.get("name").and_then(|n| n.as_str()).ok_or(USAGE)?;
+    if !registry::valid_name(name) {
+        return Err(USAGE);
+    }
+    Ok(name.to_string())
+}
+
+pub async fn register(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    if !shard.auth.enabled() {
+        return respond::error(out, 404, req.persist, b"", AUTH_OFF);
+    }
+    if let Err(d) = req.principal.admin() {
+        return super::denied(out, req, d);
+    }
+    let name = match parse_name(req.body) {
+        Ok(n) => n,
+        Err(msg) => return respond::error(out, 400, req.persist, b"", msg),
+    };
+    let now = time::now_ms();
+    let mut id_buf = [0u8; 36];
+    let id =
+        String::from_utf8_lossy(shard.ids.borrow_mut().next_str(now, &mut id_buf)).into_owned();
+    let auth = shard.shared.auth.clone();
+    // Writing and fsyncing the registry file must not stall this shard's event loop.
+    let result = glommio::executor()
+        .spawn_blocking(move || auth.registry.register(&name, id, now))
+        .await;
+    match result {
+        Ok((ns, token)) => {
+            body.clear();
+            write_namespace(body, &ns);
+            body.pop();
+            body.extend_from_slice(b",\"token\":");
+            json::write_str(body, token.as_bytes());
+            body.push(b'}');
+            // The only response that carries a token: no cache may keep it.
+            respond::json(out, 201, req.persist, b"Cache-Control: no-store\r\n", body);
+        }
+        Err(RegisterError::Exists) => respond::error(
+            out,
+            409,
+            req.persist,
+            b"",
+            "a namespace with this name exists",
+        ),
+        Err(RegisterError::Storage(msg)) => {
+            let msg = format!("the namespace was not registered: {msg}");
+            respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg)
+        }
+    }
+}
+
+/// The namespaces `scope` may see, in name order.
+fn visible(shard: &Shard, scope: &ReadScope) -> Vec<Arc<Namespace>> {
+    let all = shard.shared.auth.registry.snapshot().1;
+    all.into_iter()
+        .filter(|ns| !ns.deleting.load(std::sync::atomic::Ordering::Acquire))
+        .filter(|ns| match scope {
+            ReadScope::All => true,
+            ReadScope::Own(own) => Arc::ptr_eq(&own.ns, ns),
+        })
+        .collect()
+}
+
+pub fn list(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    if !shard.auth.enabled() {
+        return respond::error(out, 404, req.persist, b"", AUTH_OFF);
+    }
+    let Some(scope) = super::read_scope(shard, req, out) else {
+        return;
+    };
+    body.clear();
+    body.extend_from_slice(b"{\"namespaces\":[");
+    for (i, ns) in visible(shard, &scope).iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        write_namespace(body, ns);
+    }
+    body.extend_from_slice(b"]}");
+    respond::json(out, 200, req.persist, b"", body);
+}
+
+pub fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    if !shard.auth.enabled() {
+        return respond::error(out, 404, req.persist, b"", AUTH_OFF);
+    }
+    let Some(scope) = super::read_scope(shard, req, out) else {
+        return;
+    };
+    let name = &req.path[NAMESPACE_PREFIX.len()..];
+    let found = visible(shard, &scope)
+        .into_iter()
+        .find(|ns| ns.name.as_bytes() == name);
+    match found {
+        Some(ns) => {
+            body.clear();
+            write_namespace(body, &ns);
+            respond::json(out, 200, req.persist, b"", body);
+        }
+        None => respond::error(out, 404, req.persist, b"", "namespace not found"),
+    }
+}
+
+pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    if !shard.auth.enabled() {
+        return respond::error(out, 404, req.persist, b"", AUTH_OFF);
+    }
+    if let Err(d) = req.principal.admin() {
+        return super::denied(out, req, d);
+    }
+    let Ok(name) = std::str::from_utf8(&req.path[NAMESPACE_PREFIX.len()..]) else {
+        return respond::error(out, 404, req.persist, b"", "namespace not found");
+    };
+    let registry = &shard.shared.auth.registry;
+    if registry.get(name).is_none() {
+        return respond::error(out, 404, req.persist, b"", "namespace not found");
+    }
+    if !registry.begin_delete(name) {
+        return respond::error(
+            out,
+            409,
+            req.persist,
+            b"",
+            "this namespace is being deleted by another request",
+        );
+    }
+    let mut prefix = name.as_bytes().to_vec();
+    prefix.push(b'/');
+    // Tombstones are acknowledged durably: the registry entry goes only after them.
+    let deleted = match super::delete::delete_prefix_all(shard, &prefix, true).await {
+        Ok(n) => n,
+        Err(e) => {
+            registry.abort_delete(name);
+            return super::apply_failed(out, req, &e);
+        }
+    };
+    let auth = shard.shared.auth.clone();
+    let owned = name.to_string();
+    let removed = glommio::executor()
+        .spawn_blocking(move || auth.registry.finish_delete(&owned))
+        .await;
+    if let Err(msg) = removed {
+        registry.abort_delete(name);
+        let msg = format!("the namespace's entities were deleted but it stays registered: {msg}");
+        return respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
+    }
+    body.clear();
+    body.extend_from_slice(b"{\"name\":");
+    json::write_str(body, name.as_bytes());
+    body.extend_from_slice(b",\"deleted\":true,\"entitiesDeleted\":");
+    json::write_u64(body, deleted as u64);
+    body.push(b'}');
+    respond::json(out, 200, req.persist, b"", body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_bodies() {
+        assert_eq!(parse_name(br#"{"name":"abc"}"#), Ok("abc".to_string()));
+        for bad in [
+            &br#"{"name":"ab"}"#[..],
+            br#"{"name":5}"#,
+            br#"{"nom":"abc"}"#,
+            br#"{"name":"A-b"}"#,
+            b"abc",
+            b"",
+        ] {
+            assert!(parse_name(bad).is_err());
+        }
+    }
+}
