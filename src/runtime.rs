@@ -95,9 +95,9 @@ impl RuntimeLimits {
         Values {
             rate_limit_enabled: self.rate_limit_enabled.load(Relaxed),
             rate_limit_per_minute: self.rate_limit_per_minute.load(Relaxed),
-            body_single: self.body_single.load(Relaxed) as u64,
-            body_batch: self.body_batch.load(Relaxed) as u64,
-            max_batch_delete: self.max_batch_delete.load(Relaxed) as u64,
+            body_single: self.body_single.load(Relaxed),
+            body_batch: self.body_batch.load(Relaxed),
+            max_batch_delete: self.max_batch_delete.load(Relaxed),
         }
     }
 

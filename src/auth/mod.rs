@@ -102,6 +102,13 @@ pub enum Principal {
     Tenant(Rc<LocalNs>),
 }
 
+/// A connection's last resolved `Authorization` header (see `Local::resolve_cached`).
+pub struct Cached {
+    header: Box<[u8]>,
+    version: u64,
+    principal: Principal,
+}
+
 /// Which writes a principal may make.
 pub enum WriteScope {
     /// Auth off: any entity id.
@@ -342,6 +349,34 @@ impl Local {
         }
     }
 
+    /// `resolve` for an `Authorization` header, remembering the answer in the
+    /// connection's `cache` until the registry changes: a keep-alive client sending
+    /// the same header again costs a byte comparison instead of a SHA-256. The cache
+    /// holds only what this connection itself sent, so comparing with it (in variable
+    /// time) reveals nothing about anyone else's token.
+    #[inline]
+    pub fn resolve_cached(&self, cache: &mut Option<Cached>, header: Option<&[u8]>) -> Principal {
+        if !self.auth.enabled {
+            return Principal::Open;
+        }
+        let Some(header) = header else {
+            return Principal::Anonymous;
+        };
+        let version = self.auth.registry.version();
+        if let Some(c) = cache {
+            if c.version == version && c.header[..] == *header {
+                return c.principal.clone();
+            }
+        }
+        let principal = self.resolve(Some(header), None);
+        *cache = Some(Cached {
+            header: header.into(),
+            version,
+            principal: principal.clone(),
+        });
+        principal
+    }
+
     /// A registered namespace by name.
     pub fn namespace(&self, name: &[u8]) -> Option<Rc<LocalNs>> {
         self.refresh();
@@ -505,10 +540,37 @@ mod tests {
             local.resolve(Some(b"Bearer"), Some(tok.as_bytes())),
             Principal::Invalid
         ));
-        // A namespace being deleted stops resolving at once.
+        // The per-connection cache answers like resolve, and forgets on a change.
+        let mut cache = None;
+        let h = bearer(&tok);
+        assert!(matches!(
+            local.resolve_cached(&mut cache, Some(&h)),
+            Principal::Tenant(_)
+        ));
+        assert!(matches!(
+            local.resolve_cached(&mut cache, Some(&h)),
+            Principal::Tenant(_)
+        ));
+        assert!(matches!(
+            local.resolve_cached(&mut cache, Some(b"Bearer flux_x")),
+            Principal::Invalid
+        ));
+        assert!(matches!(
+            local.resolve_cached(&mut cache, None),
+            Principal::Anonymous
+        ));
+        assert!(matches!(
+            local.resolve_cached(&mut cache, Some(&h)),
+            Principal::Tenant(_)
+        ));
+        // A namespace being deleted stops resolving at once (cached or not).
         assert!(auth.registry.begin_delete("alpha"));
         assert!(matches!(
             local.resolve(Some(&bearer(&tok)), None),
+            Principal::Invalid
+        ));
+        assert!(matches!(
+            local.resolve_cached(&mut cache, Some(&h)),
             Principal::Invalid
         ));
     }

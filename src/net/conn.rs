@@ -48,6 +48,8 @@ pub struct Conn {
     /// A WebSocket upgrade was accepted (with what the client may read): after the
     /// `101` the socket goes to a session.
     upgraded: Option<crate::auth::ReadScope>,
+    /// The last `Authorization` header and who it named (auth mode).
+    auth_cache: Option<crate::auth::Cached>,
 }
 
 /// How reading more bytes ended, when it did not deliver any.
@@ -71,6 +73,7 @@ impl Conn {
             body: Vec::new(),
             scratch: Scratch::default(),
             upgraded: None,
+            auth_cache: None,
         }
     }
 
@@ -337,10 +340,10 @@ impl Conn {
             &self.body
         };
         let query = head.query.map(|(a, b)| &buf[a as usize..b as usize]);
-        let principal = self.shard.auth.resolve(
+        let principal = self.shard.auth.resolve_cached(
+            &mut self.auth_cache,
             head.authorization
                 .map(|(a, b)| &buf[a as usize..b as usize]),
-            None,
         );
         let req = Request {
             principal,

@@ -285,8 +285,25 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
             }
         }
     }
+    let auth = if cfg.auth_enabled {
+        format!(
+            "auth on ({} namespaces, reads {}, rate limit {})",
+            shared.auth.registry.snapshot().1.len(),
+            if cfg.public_reads {
+                "public"
+            } else {
+                "need a token"
+            },
+            match shared.limits.rate_limit() {
+                Some(n) => format!("{n} events/min per namespace"),
+                None => "off".into(),
+            }
+        )
+    } else {
+        "auth off".to_string()
+    };
     println!(
-        "flux {} listening on http://{} with {count} shard{} (CPUs {}), data in {}",
+        "flux {} listening on http://{} with {count} shard{} (CPUs {}), data in {}, {auth}",
         env!("CARGO_PKG_VERSION"),
         cfg.listen_addr(),
         if count == 1 { "" } else { "s" },
