@@ -76,13 +76,8 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
         WriteScope::Own(ns) => Some(ns),
         _ => None,
     }) {
-        let mut tally = Tally::default();
-        tally.add(ns, 1);
-        if let Err((r, ns)) = shard
-            .auth
-            .spend_all(&shard.shared.limits, shard.count, &tally)
-        {
-            return rate_limited(out, shard, req, r, &ns, 1);
+        if let Err(r) = shard.auth.spend(&shard.shared.limits, shard.count, ns, 1) {
+            return rate_limited(out, shard, req, r, ns, 1);
         }
     }
     let sync = shard.sync_always() || req.sync_always;
