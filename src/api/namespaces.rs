@@ -168,6 +168,11 @@ pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &
             "this namespace is being deleted by another request",
         );
     }
+    // Its connections go first: once the name is free again, a successor's entities
+    // must never reach them.
+    if let Some(ns) = registry.get(name) {
+        crate::ws::revoke_everywhere(shard, &ns).await;
+    }
     let mut prefix = name.as_bytes().to_vec();
     prefix.push(b'/');
     // Tombstones are acknowledged durably: the registry entry goes only after them.

@@ -436,7 +436,7 @@ impl Local {
         for (i, (ns, n)) in tally.entries.iter().enumerate() {
             if let Err(r) = self.spend(limits, shards, ns, *n) {
                 for (ns, n) in &tally.entries[..i] {
-                    self.refund(ns, *n);
+                    self.refund(limits, shards, ns, *n);
                 }
                 return Err((r, ns.clone()));
             }
@@ -478,9 +478,30 @@ impl Local {
         Ok(())
     }
 
-    /// Gives back tokens spent by a request that was refused after all.
-    pub fn refund(&self, ns: &LocalNs, n: u64) {
-        ns.lease.set(ns.lease.get() + n);
+    /// Gives back tokens spent by a request that was refused after all: into this
+    /// shard's lease up to one lease, the rest to the shared bucket (so no shard
+    /// hoards more than a lease that other shards may need).
+    pub fn refund(
+        &self,
+        limits: &crate::runtime::RuntimeLimits,
+        shards: usize,
+        ns: &LocalNs,
+        n: u64,
+    ) {
+        let Some(per_minute) = limits.rate_limit() else {
+            return;
+        };
+        if ns.lease_version.get() != limits.version() {
+            // The limits changed in between: the old lease is void anyway.
+            return;
+        }
+        let chunk = rate::lease_size(per_minute, shards);
+        let total = ns.lease.get() + n;
+        let keep = total.min(chunk);
+        ns.lease.set(keep);
+        if total > keep {
+            ns.ns.bucket.give_back(total - keep, per_minute);
+        }
     }
 }
 
@@ -629,12 +650,20 @@ mod tests {
         assert_eq!(t.entries.len(), 2);
         let err = local.spend_all(&limits, 1, &t).unwrap_err();
         assert_eq!((err.0, err.1.name()), (Refused::TooLarge, "bravo"));
-        // alpha got its 15 back: 60 are still there.
+        // alpha got its 15 back (one lease kept here, the rest in the shared bucket,
+        // where another shard finds it): 60 are still there.
+        assert_eq!(a.lease.get(), rate::lease_size(60, 1));
+        let other = Local::new(local.auth.clone());
         let mut t = Tally::default();
-        t.add(&a, 60);
-        assert!(local.spend_all(&limits, 1, &t).is_ok());
+        t.add(&other.namespace(b"alpha").unwrap(), 59);
+        assert!(other.spend_all(&limits, 1, &t).is_ok());
+        let mut t = Tally::default();
+        t.add(&other.namespace(b"alpha").unwrap(), 1);
+        assert!(other.spend_all(&limits, 1, &t).is_err());
+        // This shard's lease holds the 60th.
         let mut t = Tally::default();
         t.add(&a, 1);
+        assert!(local.spend_all(&limits, 1, &t).is_ok());
         assert!(matches!(
             local.spend_all(&limits, 1, &t),
             Err((Refused::RetryAfter(1), _))

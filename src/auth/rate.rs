@@ -58,6 +58,19 @@ impl Bucket {
     }
 }
 
+impl Bucket {
+    /// Returns `n` tokens taken earlier (a request refused after all). The bucket
+    /// never holds more than its capacity: `take` starts from `max(tat, now)`.
+    pub fn give_back(&self, n: u64, per_minute: u64) {
+        let cost = (n as u128 * NANOS_PER_MINUTE / per_minute.max(1) as u128) as u64;
+        let _ = self
+            .tat
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
+                Some(t.saturating_sub(cost))
+            });
+    }
+}
+
 /// Tokens one shard leases at a time for a namespace.
 pub fn lease_size(per_minute: u64, shards: usize) -> u64 {
     (per_minute / (64 * shards.max(1) as u64)).clamp(1, LEASE_MAX)
@@ -128,6 +141,19 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(granted.load(Ordering::Relaxed), 9_000);
+    }
+
+    #[test]
+    fn given_back_tokens_can_be_taken_again_but_never_overfill() {
+        let b = Bucket::default();
+        assert_eq!(b.take(60, 60, 0), Ok(()));
+        b.give_back(10, 60);
+        assert_eq!(b.take(10, 60, 0), Ok(()));
+        assert!(b.take(1, 60, 0).is_err());
+        // Giving back more than was taken does not raise the capacity.
+        b.give_back(1000, 60);
+        assert_eq!(b.take(60, 60, 0), Ok(()));
+        assert!(b.take(1, 60, 0).is_err());
     }
 
     #[test]

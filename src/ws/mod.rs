@@ -55,6 +55,7 @@ use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use futures_channel::{mpsc, oneshot};
 use hashbrown::HashMap;
 
+use crate::auth::registry::Namespace;
 use crate::metrics::ShardCounters;
 use crate::shard::mesh::Request;
 use crate::shard::{Shard, ShardId};
@@ -80,6 +81,12 @@ pub enum WsMsg {
     Interests {
         from: ShardId,
         changes: Vec<(Pattern, bool)>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Close this shard's connections confined to this namespace (it is being
+    /// deleted); answered once they are closing.
+    Revoke {
+        ns: std::sync::Arc<Namespace>,
         reply: oneshot::Sender<()>,
     },
 }
@@ -159,6 +166,19 @@ impl Hub {
     }
 
     /// Registers a new connection.
+    /// Closes this shard's connections confined to `ns`. Closing drops their queues
+    /// and ignores every later push, so nothing more reaches them.
+    pub fn revoke(&self, ns: &std::sync::Arc<Namespace>) {
+        for o in self.conns.borrow().values() {
+            if o.tenant
+                .get()
+                .is_some_and(|t| std::sync::Arc::ptr_eq(t, ns))
+            {
+                o.close(CloseReason::Revoked);
+            }
+        }
+    }
+
     pub fn open(&self, shard: &Shard) -> Rc<Outbox> {
         let id = self.next_conn.get();
         self.next_conn.set(id + 1);
@@ -302,9 +322,33 @@ impl Hub {
     }
 }
 
+/// Closes, on every shard, the connections confined to `ns` (being deleted), and
+/// returns once all have. Called after the namespace stopped resolving, so no new
+/// connection of it can appear; a session that registered just before checks the
+/// flag itself (`session`).
+pub async fn revoke_everywhere(shard: &Shard, ns: &std::sync::Arc<Namespace>) {
+    for i in 0..shard.count {
+        let to = ShardId(i as u16);
+        if to == shard.id {
+            shard.ws.revoke(ns);
+        } else {
+            let ns = ns.clone();
+            // A shard that is gone (shutting down) closes its connections anyway.
+            let _ = shard
+                .mesh
+                .call(to, |reply| Request::Ws(WsMsg::Revoke { ns, reply }))
+                .await;
+        }
+    }
+}
+
 /// Serves `Request::Ws` from another shard.
 pub fn handle(shard: &Shard, msg: WsMsg) {
     match msg {
+        WsMsg::Revoke { ns, reply } => {
+            shard.ws.revoke(&ns);
+            let _ = reply.send(());
+        }
         WsMsg::Interests {
             from,
             changes,

@@ -30,12 +30,14 @@ pub enum CloseReason {
     TooBig,
     Protocol,
     InvalidUtf8,
+    /// The connection's namespace was deleted (its token no longer exists).
+    Revoked,
 }
 
 impl CloseReason {
     pub fn code(self) -> CloseCode {
         match self {
-            CloseReason::SlowConsumer => CloseCode::Policy,
+            CloseReason::SlowConsumer | CloseReason::Revoked => CloseCode::Policy,
             CloseReason::ShuttingDown | CloseReason::PingTimeout => CloseCode::Away,
             CloseReason::TooBig => CloseCode::Size,
             CloseReason::Protocol => CloseCode::Protocol,
@@ -51,6 +53,7 @@ impl CloseReason {
             CloseReason::TooBig => "message too big",
             CloseReason::Protocol => "protocol error",
             CloseReason::InvalidUtf8 => "invalid UTF-8 in a text message",
+            CloseReason::Revoked => "namespace deleted",
         }
     }
 }
@@ -81,6 +84,9 @@ pub struct Outbox {
     ping_due: Cell<bool>,
     /// This connection's subscriptions (at most `WS_SUBSCRIPTIONS_PER_CONN_MAX`).
     pub subs: RefCell<HashSet<Pattern>>,
+    /// The namespace a namespace token's connection is confined to: deleting it
+    /// closes the connection (`Hub::revoke`).
+    pub tenant: std::cell::OnceCell<std::sync::Arc<crate::auth::registry::Namespace>>,
 }
 
 impl Outbox {
@@ -95,6 +101,7 @@ impl Outbox {
             last_rx: Cell::new(Instant::now()),
             ping_due: Cell::new(false),
             subs: RefCell::new(HashSet::new()),
+            tenant: std::cell::OnceCell::new(),
         }
     }
 

@@ -108,6 +108,14 @@ async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: Rea
     if shard.shutting_down() {
         o.close(CloseReason::ShuttingDown);
     }
+    if let ReadScope::Own(ns) = &scope {
+        let _ = o.tenant.set(ns.ns.clone());
+        // Deleted between the upgrade and now: `revoke_everywhere` may have missed
+        // this connection, so it closes itself.
+        if ns.ns.deleting.load(std::sync::atomic::Ordering::Acquire) {
+            o.close(CloseReason::Revoked);
+        }
+    }
     let mut reader = pin!(read_loop(&shard, o, &mut rx, &scope));
     let mut writer = pin!(write_loop(&shard, o, &mut tx));
     // Which loop ended first; the writer says whether its close frame went out.
