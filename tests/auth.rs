@@ -1340,6 +1340,19 @@ fn the_rate_limit_answers_429_with_retry_after_per_namespace() {
     let r = write_as(srv, &fx.alpha, "alpha/after-wait", r#"{"w":1}"#);
     expect(&r, 200, "after waiting Retry-After");
     assert!(exists(srv, "alpha/after-wait"));
+
+    // Refusals are counted in /metrics: every 429 above, and at least the one 401.
+    expect(&call(srv, "GET", "/metrics", None, None), 401, "metrics without a token");
+    let m = as_token(srv, ADMIN, "GET", "/metrics", None);
+    expect(&m, 200, "metrics as admin");
+    let counter = |name: &str| -> u64 {
+        m.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert!(counter("flux_rate_limited_total ") >= 4, "{}", m.text());
+    assert!(counter("flux_auth_denied_total ") >= 1, "{}", m.text());
 }
 
 #[test]

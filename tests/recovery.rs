@@ -345,7 +345,12 @@ fn flipped_byte_mid_segment_is_refused_strict_and_skipped_tolerate() {
     let log = assert_refused(&mut srv);
     assert_names_segment_and_lsn(&log, seg, bad_lsn);
 
-    let tolerant = [SMALL_SEGMENTS[0], SMALL_SEGMENTS[1], SMALL_SEGMENTS[2], TOLERATE];
+    let tolerant = [
+        SMALL_SEGMENTS[0],
+        SMALL_SEGMENTS[1],
+        SMALL_SEGMENTS[2],
+        TOLERATE,
+    ];
     srv.restart_with(&tolerant);
     let log = srv.log();
     assert_names_segment_and_lsn(&log, seg, bad_lsn);
@@ -417,7 +422,12 @@ fn flipped_byte_in_an_earlier_segment_is_refused_strict_and_skipped_tolerate() {
     let log = assert_refused(&mut srv);
     assert_names_segment_and_lsn(&log, &segs[0], bad_lsn);
 
-    let tolerant = [SMALL_SEGMENTS[0], SMALL_SEGMENTS[1], SMALL_SEGMENTS[2], TOLERATE];
+    let tolerant = [
+        SMALL_SEGMENTS[0],
+        SMALL_SEGMENTS[1],
+        SMALL_SEGMENTS[2],
+        TOLERATE,
+    ];
     srv.restart_with(&tolerant);
     // Frame 0 of the first segment is kept, the rest of that segment is skipped,
     // and every later segment is replayed.
@@ -479,7 +489,12 @@ fn truncated_segment_is_refused_in_strict_mode() {
 #[test]
 fn truncated_last_segment_tolerated_then_writes_continue() {
     let (mut srv, seg, ids0, ids1) = with_truncated_segment("trt");
-    let tolerant = [SMALL_SEGMENTS[0], SMALL_SEGMENTS[1], SMALL_SEGMENTS[2], TOLERATE];
+    let tolerant = [
+        SMALL_SEGMENTS[0],
+        SMALL_SEGMENTS[1],
+        SMALL_SEGMENTS[2],
+        TOLERATE,
+    ];
     srv.restart_with(&tolerant);
     assert!(
         srv.log().contains(&file_name(&seg)),

@@ -79,7 +79,7 @@ pub fn parse_update(body: &[u8]) -> Result<Update, String> {
 
 pub fn get_config(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
     if let Err(d) = req.principal.admin() {
-        return super::denied(out, req, d);
+        return super::denied(shard, out, req, d);
     }
     render(&shard.shared.limits.values(), body);
     respond::json(out, 200, req.persist, b"", body);
@@ -87,7 +87,7 @@ pub fn get_config(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mu
 
 pub fn put_config(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
     if let Err(d) = req.principal.admin() {
-        return super::denied(out, req, d);
+        return super::denied(shard, out, req, d);
     }
     let applied = parse_update(req.body).and_then(|u| shard.shared.limits.apply(&u));
     match applied {

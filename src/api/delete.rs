@@ -243,9 +243,9 @@ pub async fn delete_entity(
 ) {
     let id = &req.path[ENTITY_PREFIX.len()..];
     match req.principal.write_scope() {
-        Err(d) => return super::denied(out, req, d),
+        Err(d) => return super::denied(shard, out, req, d),
         Ok(WriteScope::Own(ns)) if !ns.owns(id) => {
-            return super::denied(out, req, Denied(403, FORBIDDEN_DELETE));
+            return super::denied(shard, out, req, Denied(403, FORBIDDEN_DELETE));
         }
         Ok(_) => {}
     }
@@ -369,7 +369,7 @@ pub fn parse_filter(body: &[u8], limit: usize) -> Result<Filter, String> {
 pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
     let scope = match req.principal.write_scope() {
         Ok(s) => s,
-        Err(d) => return super::denied(out, req, d),
+        Err(d) => return super::denied(shard, out, req, d),
     };
     let limit = shard.shared.limits.max_batch_delete();
     let mut filter = match parse_filter(req.body, limit) {
@@ -378,7 +378,7 @@ pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, b
     };
     if let WriteScope::Own(ns) = &scope {
         if !filter.confine(&ns.prefix) {
-            return super::denied(out, req, Denied(403, FORBIDDEN_DELETE));
+            return super::denied(shard, out, req, Denied(403, FORBIDDEN_DELETE));
         }
     }
     // (id, error) of the ids that could not be deleted, in request order.

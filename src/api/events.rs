@@ -49,7 +49,7 @@ fn decode_error_message(e: &DecodeError) -> &str {
 pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
     let scope = match req.principal.write_scope() {
         Ok(s) => s,
-        Err(d) => return super::denied(out, req, d),
+        Err(d) => return super::denied(shard, out, req, d),
     };
     body.clear();
     let now = time::now_ms();
@@ -66,7 +66,7 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
     });
     let (owner, charged) = match decoded {
         Ok(Ok(v)) => v,
-        Ok(Err(verdict)) => return id_refused(out, req, verdict),
+        Ok(Err(verdict)) => return id_refused(shard, out, req, verdict),
         Err(e) => {
             respond::error(out, 400, req.persist, b"", decode_error_message(&e));
             return;
@@ -100,9 +100,9 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
 
 /// 400 or 403 for an event whose entity id the token may not write.
 #[cold]
-fn id_refused(out: &mut Vec<u8>, req: &Request<'_>, verdict: IdVerdict) {
+fn id_refused(shard: &Shard, out: &mut Vec<u8>, req: &Request<'_>, verdict: IdVerdict) {
     match verdict {
-        IdVerdict::Forbidden => super::denied(out, req, Denied(403, auth::FORBIDDEN_WRITE)),
+        IdVerdict::Forbidden => super::denied(shard, out, req, Denied(403, auth::FORBIDDEN_WRITE)),
         IdVerdict::Invalid(msg) => respond::error(out, 400, req.persist, b"", msg),
         IdVerdict::Ok => unreachable!("not a refusal"),
     }
@@ -118,6 +118,7 @@ pub fn rate_limited(
     ns: &LocalNs,
     n: u64,
 ) {
+    crate::metrics::ShardCounters::bump(&shard.shared.metrics.shard(shard.id).rate_limited, 1);
     let per_minute = shard.shared.limits.rate_limit().unwrap_or(0);
     let (secs, msg) = match r {
         Refused::RetryAfter(s) => (
@@ -150,7 +151,7 @@ pub async fn post_batch(
 ) {
     let scope = match req.principal.write_scope() {
         Ok(s) => s,
-        Err(d) => return super::denied(out, req, d),
+        Err(d) => return super::denied(shard, out, req, d),
     };
     let now = time::now_ms();
     let mut batches: Vec<EventBatch> = (0..shard.count).map(|_| EventBatch::default()).collect();

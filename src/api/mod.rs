@@ -98,6 +98,7 @@ pub async fn dispatch(
             match read_scope(shard, req, out) {
                 Some(ReadScope::All) => crate::metrics::prom::get_metrics(shard, req, out).await,
                 Some(ReadScope::Own(_)) => denied(
+                    shard,
                     out,
                     req,
                     Denied(
@@ -166,7 +167,8 @@ pub async fn dispatch(
 
 /// Answers a refusal; a 401 says which scheme to use (RFC 6750 §3).
 #[cold]
-pub fn denied(out: &mut Vec<u8>, req: &Request<'_>, d: Denied) {
+pub fn denied(shard: &Shard, out: &mut Vec<u8>, req: &Request<'_>, d: Denied) {
+    crate::metrics::ShardCounters::bump(&shard.shared.metrics.shard(shard.id).auth_denied, 1);
     let extra: &[u8] = if d.0 == 401 {
         b"WWW-Authenticate: Bearer realm=\"flux\"\r\n"
     } else {
@@ -181,7 +183,7 @@ pub fn read_scope(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) -> Option
     match req.principal.read_scope(shard.auth.shared().public_reads) {
         Ok(scope) => Some(scope),
         Err(d) => {
-            denied(out, req, d);
+            denied(shard, out, req, d);
             None
         }
     }

@@ -53,7 +53,7 @@ pub async fn register(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body:
         return respond::error(out, 404, req.persist, b"", AUTH_OFF);
     }
     if let Err(d) = req.principal.admin() {
-        return super::denied(out, req, d);
+        return super::denied(shard, out, req, d);
     }
     let name = match parse_name(req.body) {
         Ok(n) => n,
@@ -150,7 +150,7 @@ pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &
         return respond::error(out, 404, req.persist, b"", AUTH_OFF);
     }
     if let Err(d) = req.principal.admin() {
-        return super::denied(out, req, d);
+        return super::denied(shard, out, req, d);
     }
     let Ok(name) = std::str::from_utf8(&req.path[NAMESPACE_PREFIX.len()..]) else {
         return respond::error(out, 404, req.persist, b"", "namespace not found");

@@ -62,6 +62,10 @@ pub struct ShardCounters {
     pub ws_inbox_items: AtomicU64,
     /// fdatasync calls of this shard's log that completed.
     pub log_syncs: AtomicU64,
+    /// Requests refused with 401 or 403 (auth mode), WebSocket upgrades included.
+    pub auth_denied: AtomicU64,
+    /// Requests refused with 429 (per-namespace rate limit).
+    pub rate_limited: AtomicU64,
     /// Sources of the events applied here, per second.
     pub publishers: hll::Sketches,
 }
@@ -98,6 +102,8 @@ pub struct Totals {
     pub ws_delivery_gaps: u64,
     pub ws_inbox_bytes: u64,
     pub log_syncs: u64,
+    pub auth_denied: u64,
+    pub rate_limited: u64,
 }
 
 impl Registry {
@@ -132,6 +138,8 @@ impl Registry {
             t.ws_delivery_gaps += s.ws_delivery_gaps.load(Relaxed);
             t.ws_inbox_bytes += s.ws_inbox_bytes.load(Relaxed);
             t.log_syncs += s.log_syncs.load(Relaxed);
+            t.auth_denied += s.auth_denied.load(Relaxed);
+            t.rate_limited += s.rate_limited.load(Relaxed);
             s.publishers.merge_window(now_ms / 1000, &mut regs);
         }
         t.publishers_active = hll::estimate(&regs);

@@ -90,6 +90,20 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
     );
     scalar(
         &mut o,
+        "flux_auth_denied_total",
+        "counter",
+        "Requests and WebSocket upgrades refused with 401 or 403 (auth mode).",
+        t.auth_denied,
+    );
+    scalar(
+        &mut o,
+        "flux_rate_limited_total",
+        "counter",
+        "Requests refused with 429 by the per-namespace rate limit.",
+        t.rate_limited,
+    );
+    scalar(
+        &mut o,
         "flux_ws_connections",
         "gauge",
         "Open WebSocket connections.",

@@ -451,13 +451,19 @@ impl Conn {
                 self.start += head.header_len as usize;
                 self.upgraded = Some(scope);
             }
-            (Ok(_), Some(Err(d))) => respond::error(
-                &mut self.out,
-                d.0,
-                Persist::Close,
-                b"WWW-Authenticate: Bearer realm=\"flux\"\r\n",
-                d.1,
-            ),
+            (Ok(_), Some(Err(d))) => {
+                crate::metrics::ShardCounters::bump(
+                    &self.shard.shared.metrics.shard(self.shard.id).auth_denied,
+                    1,
+                );
+                respond::error(
+                    &mut self.out,
+                    d.0,
+                    Persist::Close,
+                    b"WWW-Authenticate: Bearer realm=\"flux\"\r\n",
+                    d.1,
+                )
+            }
             (Err(r), _) => {
                 respond::error(&mut self.out, r.status, Persist::Close, r.extra, r.message)
             }

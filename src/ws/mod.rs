@@ -165,7 +165,6 @@ impl Hub {
         shard.shared.metrics.shard(shard.id)
     }
 
-    /// Registers a new connection.
     /// Closes this shard's connections confined to `ns`. Closing drops their queues
     /// and ignores every later push, so nothing more reaches them.
     pub fn revoke(&self, ns: &std::sync::Arc<Namespace>) {
@@ -179,6 +178,7 @@ impl Hub {
         }
     }
 
+    /// Registers a new connection.
     pub fn open(&self, shard: &Shard) -> Rc<Outbox> {
         let id = self.next_conn.get();
         self.next_conn.set(id + 1);
