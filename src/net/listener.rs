@@ -35,10 +35,22 @@ pub async fn serve(shard: Rc<Shard>, ready: mpsc::Sender<Result<ShardId, String>
     let _ = ready.send(Ok(shard.id));
     drop(ready);
 
-    let mut stop = Box::pin(shutdown_requested(&shard));
+    // The accept future must be polled only when it has news: glommio's accept keeps
+    // every waker it is polled with until a connection arrives (`add_waiter_many`),
+    // and a task's waker count is an i16. Racing it against a polling timer re-polled
+    // it every 50 ms and aborted an idle shard after ~27 minutes without a new
+    // connection ("Waker invariant broken"). So the shutdown watch runs in its own
+    // task and ends the accept through a oneshot, which wakes this task once.
+    let (stop_tx, mut stop_rx) = futures_channel::oneshot::channel::<()>();
+    let watcher = shard.clone();
+    glommio::spawn_local(async move {
+        shutdown_requested(&watcher).await;
+        let _ = stop_tx.send(());
+    })
+    .detach();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
-            (&mut stop).await;
+            let _ = (&mut stop_rx).await;
             None
         })
         .await;
