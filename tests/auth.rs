@@ -1342,7 +1342,11 @@ fn the_rate_limit_answers_429_with_retry_after_per_namespace() {
     assert!(exists(srv, "alpha/after-wait"));
 
     // Refusals are counted in /metrics: every 429 above, and at least the one 401.
-    expect(&call(srv, "GET", "/metrics", None, None), 401, "metrics without a token");
+    expect(
+        &call(srv, "GET", "/metrics", None, None),
+        401,
+        "metrics without a token",
+    );
     let m = as_token(srv, ADMIN, "GET", "/metrics", None);
     expect(&m, 200, "metrics as admin");
     let counter = |name: &str| -> u64 {

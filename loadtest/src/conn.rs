@@ -8,6 +8,7 @@
 //! requests they carried count as errors with an unknown outcome.
 
 use crate::config::{Config, Op};
+use crate::deadline::{Deadline, Watchdog};
 use crate::http::{Decoder, ReadBuf};
 use crate::ledger::{Ledger, Outcome, Recorder};
 use crate::schedule::{due, Due, Nanos, Pacer, Schedule};
@@ -18,6 +19,7 @@ use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,6 +44,10 @@ impl Clock {
             t0,
             unix_us_at_t0: unix.as_micros() as u64,
         }
+    }
+
+    pub fn t0(&self) -> Instant {
+        self.t0
     }
 
     pub fn now(&self) -> Nanos {
@@ -69,6 +75,8 @@ pub struct Shared {
     pub common: Vec<u8>,
     pub stats: RefCell<Stats>,
     pub recorder: Option<RefCell<Recorder>>,
+    /// Response and write timeouts of this thread's connections.
+    pub watchdog: Watchdog,
 }
 
 impl Shared {
@@ -90,6 +98,7 @@ struct InFlight {
 enum Wait {
     Read(std::io::Result<usize>),
     Wake,
+    Timeout,
 }
 
 struct Conn<'a> {
@@ -98,6 +107,8 @@ struct Conn<'a> {
     gen: Generator,
     pacer: Pacer,
     stream: Option<TcpStream>,
+    /// Set while waiting: the oldest request's send time + `--timeout`.
+    deadline: Rc<Deadline>,
     rbuf: ReadBuf,
     dec: Decoder,
     wbuf: Vec<u8>,
@@ -131,6 +142,7 @@ pub async fn run(sh: &Shared, conn: usize) -> Ledger {
         gen: Generator::new(&sh.workload, conn),
         pacer: Pacer::new(conn, cfg.connections),
         stream: None,
+        deadline: sh.watchdog.register(),
         rbuf: ReadBuf::new(),
         dec: Decoder::new(),
         wbuf: Vec::with_capacity(64 * 1024),
@@ -250,21 +262,32 @@ impl Conn<'_> {
     /// Waits for response bytes (or, with a free slot, for the next
     /// request's time) and handles what arrived.
     async fn receive(&mut self, now: Nanos, wake: Option<Nanos>) {
+        let oldest = self.inflight.front().expect("in flight").sent;
+        self.deadline
+            .arm(oldest + self.sh.cfg.timeout.as_nanos() as Nanos);
+        let deadline = &*self.deadline;
         let stream = self.stream.as_mut().expect("connected");
         let spare = self.rbuf.spare();
+        let read = async { Wait::Read(stream.read(spare).await) };
+        let expired = async {
+            deadline.expired().await;
+            Wait::Timeout
+        };
         let event = match wake {
             Some(t) => {
                 let d = Duration::from_nanos(t.saturating_sub(now));
-                futures_lite::future::or(async { Wait::Read(stream.read(spare).await) }, async {
+                let sleep = async {
                     glommio::timer::sleep(d).await;
                     Wait::Wake
-                })
-                .await
+                };
+                futures_lite::future::or(read, futures_lite::future::or(expired, sleep)).await
             }
-            None => Wait::Read(stream.read(spare).await),
+            None => futures_lite::future::or(read, expired).await,
         };
+        self.deadline.disarm();
         match event {
             Wait::Wake => {}
+            Wait::Timeout => self.fail(Failure::Timeout),
             Wait::Read(Ok(0)) => {
                 if let Ok(Some(resp)) = self.dec.eof() {
                     self.complete(resp.status, self.sh.clock.now());
@@ -289,8 +312,8 @@ impl Conn<'_> {
             Ok(s) => {
                 // Requests are written whole; Nagle would only add delay.
                 let _ = s.set_nodelay(true);
-                let _ = s.set_read_timeout(Some(cfg.timeout));
-                let _ = s.set_write_timeout(Some(cfg.timeout));
+                // No socket timeouts: the watchdog times requests out (see
+                // `deadline`), without a reactor timer per read.
                 self.rbuf.clear();
                 self.dec = Decoder::new();
                 self.stream = Some(s);
@@ -314,8 +337,19 @@ impl Conn<'_> {
                 fatal_record_error(e);
             }
         }
+        self.deadline
+            .arm(self.sh.clock.now() + self.sh.cfg.timeout.as_nanos() as Nanos);
+        let deadline = &*self.deadline;
         let stream = self.stream.as_mut().expect("connected");
-        let r = stream.write_all(&self.wbuf).await;
+        let write = async { Some(stream.write_all(&self.wbuf).await) };
+        let expired = async {
+            deadline.expired().await;
+            None
+        };
+        let r = futures_lite::future::or(write, expired)
+            .await
+            .unwrap_or_else(|| Err(std::io::ErrorKind::TimedOut.into()));
+        self.deadline.disarm();
         let len = self.wbuf.len() as u64;
         self.wbuf.clear();
         match r {

@@ -7,11 +7,15 @@
 //! - `config`   flags (clap) → validated [`config::Config`]
 //! - `parse`    parsers of flag values (durations, mixes, stages, URLs)
 //! - `rng`      seeded generator, uniform and zipf key sampling
-//! - `workload` op mix, entity partitioning, event bodies and paths
+//! - `workload` op mix, entity partitioning, request rendering
+//! - `template` event bodies compiled once, rendered field by field
 //! - `schedule` open-loop intended send times, drops (coordinated omission)
 //! - `http`     request bytes, incremental response decoder, read buffer
-//! - `conn`     one load connection on glommio (pipelining, pacing, timeouts)
-//! - `ws`       WebSocket subscribers and their message scanner
+//! - `head`     the response head parser of the load path
+//! - `conn`     one load connection on glommio (pipelining, pacing)
+//! - `deadline` request timeouts: one watchdog per thread, no timer per read
+//! - `ws`       WebSocket subscribers: handshake, read loop, latency
+//! - `wsproto`  WebSocket frames, upgrade bytes, the message scanner
 //! - `worker`   one pinned executor per thread, reporting to the main thread
 //! - `stats`    counters and hdr histograms, merged per interval
 //! - `ledger`   acknowledged writes per entity, the `--record` file
@@ -20,6 +24,8 @@
 
 mod config;
 mod conn;
+mod deadline;
+mod head;
 mod http;
 mod ledger;
 mod parse;
@@ -27,10 +33,12 @@ mod report;
 mod rng;
 mod schedule;
 mod stats;
+mod template;
 mod verify;
 mod worker;
 mod workload;
 mod ws;
+mod wsproto;
 
 use clap::Parser;
 use config::{Args, Config, Target};
@@ -167,23 +175,28 @@ fn load(cfg: Config) -> Result<i32, String> {
         START_LEAD
     };
     let t0 = Instant::now() + lead;
+    // One clock for every thread: a send time stamped by a publisher on one
+    // thread is converted back by subscribers on others.
+    let clock = conn::Clock::new(t0);
     for s in &starts {
-        let _ = s.send(Some(t0));
+        let _ = s.send(Some(clock));
     }
 
     let collected = collect(&cfg, &rx, t0, schedule.as_deref(), &stop);
-    for h in handles {
-        let _ = h.join();
-    }
     let Some((total, ledger)) = collected else {
+        // Joining a stuck worker would hang here too: leave it (the
+        // process exits with the code).
         eprintln!("flux-loadtest: workers did not finish in time (server hung?); giving up");
         return Ok(EXIT_STUCK);
     };
+    for h in handles {
+        let _ = h.join();
+    }
     finish(&cfg, &url, addr, &workload, total, ledger)
 }
 
 fn abort(
-    starts: Vec<mpsc::Sender<Option<Instant>>>,
+    starts: Vec<mpsc::Sender<Option<conn::Clock>>>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
 ) {
     for s in starts {

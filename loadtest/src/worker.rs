@@ -14,6 +14,7 @@
 
 use crate::config::Config;
 use crate::conn::{self, Clock, Shared};
+use crate::deadline::{self, Watchdog};
 use crate::ledger::{Ledger, Recorder};
 use crate::schedule::Schedule;
 use crate::stats::Stats;
@@ -57,7 +58,7 @@ pub fn spawn(
     plan: Plan,
     worker: usize,
     tx: Sender<ToMain>,
-    start: Receiver<Option<Instant>>,
+    start: Receiver<Option<Clock>>,
 ) -> Result<glommio::ExecutorJoinHandle<()>, String> {
     let placement = match &plan.cfg.cpus {
         Some(cpus) => Placement::Fixed(cpus[worker % cpus.len()]),
@@ -70,7 +71,7 @@ pub fn spawn(
         .map_err(|e| format!("cannot start worker thread {worker}: {e}"))
 }
 
-async fn run(plan: Plan, worker: usize, tx: Sender<ToMain>, start: Receiver<Option<Instant>>) {
+async fn run(plan: Plan, worker: usize, tx: Sender<ToMain>, start: Receiver<Option<Clock>>) {
     let cfg = plan.cfg.clone();
     let threads = cfg.threads;
     // Subscribers first, so that they see the load from its first event.
@@ -102,18 +103,20 @@ async fn run(plan: Plan, worker: usize, tx: Sender<ToMain>, start: Receiver<Opti
         return;
     }
     // Blocking here is fine: nothing else runs on this executor yet.
-    let Ok(Some(t0)) = start.recv() else {
+    let Ok(Some(clock)) = start.recv() else {
         return;
     };
+    let t0 = clock.t0();
     let sh = Rc::new(Shared {
         common: crate::http::common_headers(&cfg.target.authority, cfg.token.as_deref()),
         cfg: cfg.clone(),
         workload: plan.workload.clone(),
         schedule: plan.schedule.clone(),
         addr: plan.addr,
-        clock: Clock::new(t0),
+        clock,
         stats: RefCell::new(Stats::new()),
         recorder,
+        watchdog: Watchdog::default(),
     });
     glommio::timer::sleep(t0.saturating_duration_since(Instant::now())).await;
 
@@ -136,6 +139,17 @@ async fn run(plan: Plan, worker: usize, tx: Sender<ToMain>, start: Receiver<Opti
                     break;
                 }
                 tick += 1;
+            }
+        })
+        .detach();
+    }
+    {
+        let sh = sh.clone();
+        let tick = deadline::tick(cfg.timeout);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(tick).await;
+                sh.watchdog.check(sh.clock.now());
             }
         })
         .detach();

@@ -14,11 +14,8 @@
 use crate::config::{Config, Op, SubscribeTo};
 use crate::http;
 use crate::rng::{KeySampler, Rng};
-
-/// Property carrying the publisher's send time (Unix µs) for subscribers.
-pub const SENT_US_PROPERTY: &str = "_lt_sent_us";
-/// Entity numbers are zero-padded to this many digits.
-const ID_DIGITS: usize = 6;
+pub use crate::template::SENT_US_PROPERTY;
+use crate::template::{Fields, Shape, Template};
 
 /// One event of a write request: enough to re-render its properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +33,10 @@ pub struct WriteRef {
 pub struct Workload {
     pub entities: u64,
     pub connections: usize,
-    props: usize,
-    value_size: usize,
     streams: usize,
     sources: usize,
     batch: usize,
+    template: Template,
     prefix: String,
     namespaces: Vec<String>,
     embed_sent: bool,
@@ -75,11 +71,17 @@ impl Workload {
         Workload {
             entities: cfg.entities,
             connections: cfg.connections,
-            props: cfg.props,
-            value_size: cfg.value_size,
             streams: cfg.streams,
             sources: cfg.sources,
             batch: cfg.batch,
+            template: Template::new(&Shape {
+                props: cfg.props,
+                value_size: cfg.value_size,
+                streams: cfg.streams,
+                prefix: &cfg.prefix,
+                namespaces: &cfg.namespaces,
+                embed_sent: cfg.embeds_send_time(),
+            }),
             prefix: cfg.prefix.clone(),
             namespaces: cfg.namespaces.clone(),
             embed_sent: cfg.embeds_send_time(),
@@ -105,16 +107,7 @@ impl Workload {
 
     /// `[ns/]<prefix>NNNNNN`.
     pub fn write_id(&self, out: &mut Vec<u8>, entity: u64) {
-        if !self.namespaces.is_empty() {
-            let ns = &self.namespaces[(entity % self.namespaces.len() as u64) as usize];
-            out.extend_from_slice(ns.as_bytes());
-            out.push(b'/');
-        }
-        out.extend_from_slice(self.prefix.as_bytes());
-        let mut digits = itoa::Buffer::new();
-        let d = digits.format(entity);
-        out.extend(std::iter::repeat_n(b'0', ID_DIGITS.saturating_sub(d.len())));
-        out.extend_from_slice(d.as_bytes());
+        self.template.write_id(out, entity);
     }
 
     pub fn id(&self, entity: u64) -> String {
@@ -129,32 +122,21 @@ impl Workload {
     /// both derived from the write's sequence number.
     pub fn write_properties(&self, out: &mut Vec<u8>, w: &WriteRef) {
         let mut num = itoa::Buffer::new();
-        out.push(b'{');
-        for k in 0..self.props {
-            if k > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"\"p");
-            out.extend_from_slice(num.format(k).as_bytes());
-            out.extend_from_slice(b"\":");
-            if k % 2 == 0 {
-                out.push(b'"');
-                push_value(out, w.seq, k as u64, self.value_size);
-                out.push(b'"');
-            } else {
-                out.extend_from_slice(num.format(w.seq).as_bytes());
-            }
-        }
-        if self.embed_sent {
-            if self.props > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"\"");
-            out.extend_from_slice(SENT_US_PROPERTY.as_bytes());
-            out.extend_from_slice(b"\":");
-            out.extend_from_slice(num.format(w.sent_us).as_bytes());
-        }
-        out.push(b'}');
+        let sent = if self.embed_sent {
+            num.format(w.sent_us).as_bytes()
+        } else {
+            b""
+        };
+        self.template.write_properties(
+            out,
+            &Fields {
+                stream: 0,
+                source: 0,
+                entity: w.entity,
+                seq: w.seq,
+                sent,
+            },
+        );
     }
 
     /// Whether subscribers (as configured) receive updates of `entity`.
@@ -196,19 +178,6 @@ impl Workload {
     }
 }
 
-/// Appends `len` bytes of `[0-9a-z]` derived from (seq, k): distinct per write.
-fn push_value(out: &mut Vec<u8>, seq: u64, k: u64, len: usize) {
-    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut x = Rng::derive(seq, k).next_u64();
-    for i in 0..len {
-        if i % 12 == 0 && i > 0 {
-            x = Rng::derive(x, i as u64).next_u64();
-        }
-        out.push(ALPHABET[(x % 36) as usize]);
-        x /= 36;
-    }
-}
-
 /// A rendered request, borrowed from the generator's buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Planned {
@@ -227,7 +196,10 @@ pub struct Generator {
     owned: KeySampler,
     seq: u64,
     next_op: Op,
-    body: Vec<u8>,
+    /// Length of the last body: the Content-Length to leave room for.
+    body_len_guess: usize,
+    /// Entity id of a `get`, before percent-encoding.
+    id: Vec<u8>,
     path: Vec<u8>,
     /// Events of the last rendered write request.
     pub writes: Vec<WriteRef>,
@@ -244,7 +216,8 @@ impl Generator {
             owned: KeySampler::new(w.dist, w.owned_by(conn)),
             seq: 0,
             next_op,
-            body: Vec::with_capacity(1024),
+            body_len_guess: 0,
+            id: Vec::with_capacity(64),
             path: Vec::with_capacity(256),
             writes: Vec::with_capacity(w.batch),
         }
@@ -261,7 +234,8 @@ impl Generator {
     }
 
     /// Renders the next request into `out`; `sent_us` is embedded in events
-    /// when subscribers measure latency.
+    /// when subscribers measure latency. Bodies are rendered in place, right
+    /// after their head (see [`http::write_post_with`]).
     pub fn render(
         &mut self,
         w: &Workload,
@@ -272,30 +246,37 @@ impl Generator {
         let op = self.next_op;
         self.next_op = pick_op(&w.mix_cumulative, &mut self.rng);
         self.writes.clear();
-        self.body.clear();
         let sent_us = if w.embed_sent { sent_us } else { 0 };
+        let mut num = itoa::Buffer::new();
+        // One send time per request, formatted once for all its events.
+        let sent: &[u8] = if w.embed_sent {
+            num.format(sent_us).as_bytes()
+        } else {
+            b""
+        };
         match op {
             Op::Ingest => {
-                self.event(w, sent_us);
-                http::write_post(out, &w.path_event, common, &self.body);
+                self.body_len_guess =
+                    http::write_post_with(out, &w.path_event, common, self.body_len_guess, |out| {
+                        self.event(w, out, sent_us, sent)
+                    });
             }
             Op::Batch => {
-                self.body.extend_from_slice(b"{\"events\":[");
-                for i in 0..w.batch {
-                    if i > 0 {
-                        self.body.push(b',');
-                    }
-                    self.event(w, sent_us);
-                }
-                self.body.extend_from_slice(b"]}");
-                http::write_post(out, &w.path_batch, common, &self.body);
+                self.body_len_guess =
+                    http::write_post_with(out, &w.path_batch, common, self.body_len_guess, |out| {
+                        out.extend_from_slice(b"{\"events\":[");
+                        w.template
+                            .write_events(out, w.batch, |_| self.next_event(w, sent_us, sent));
+                        out.extend_from_slice(b"]}");
+                    });
             }
             Op::Get => {
                 let e = w.global_keys.sample(&mut self.rng);
-                w.write_id(&mut self.body, e);
+                self.id.clear();
+                w.write_id(&mut self.id, e);
                 self.path.clear();
                 self.path.extend_from_slice(&w.path_entity);
-                http::push_encoded(&mut self.path, &self.body);
+                http::push_encoded(&mut self.path, &self.id);
                 http::write_get(out, &self.path, common);
             }
             Op::List => http::write_get(out, &w.path_list, common),
@@ -306,31 +287,36 @@ impl Generator {
         }
     }
 
-    fn event(&mut self, w: &Workload, sent_us: u64) {
+    fn event(&mut self, w: &Workload, out: &mut Vec<u8>, sent_us: u64, sent: &[u8]) {
+        let f = self.next_event(w, sent_us, sent);
+        w.template.write_event(out, &f);
+    }
+
+    /// Draws the next event (and remembers it as a write of this request).
+    fn next_event<'s>(&mut self, w: &Workload, sent_us: u64, sent: &'s [u8]) -> Fields<'s> {
         let rank = self.owned.sample(&mut self.rng);
         let entity = rank * self.conns + self.conn;
         debug_assert!(entity < w.entities);
         self.seq += 1;
-        let wr = WriteRef {
+        // Draw in a fixed order: same seed, same requests.
+        let stream = if w.streams > 1 {
+            self.rng.below(w.streams as u64)
+        } else {
+            0
+        };
+        let source = self.rng.below(w.sources as u64);
+        self.writes.push(WriteRef {
             entity,
             seq: self.seq,
             sent_us,
-        };
-        let mut num = itoa::Buffer::new();
-        let b = &mut self.body;
-        b.extend_from_slice(b"{\"stream\":\"loadtest");
-        if w.streams > 1 {
-            b.push(b'-');
-            b.extend_from_slice(num.format(self.rng.below(w.streams as u64)).as_bytes());
+        });
+        Fields {
+            stream,
+            source,
+            entity,
+            seq: self.seq,
+            sent,
         }
-        b.extend_from_slice(b"\",\"source\":\"lt-");
-        b.extend_from_slice(num.format(self.rng.below(w.sources as u64)).as_bytes());
-        b.extend_from_slice(b"\",\"payload\":{\"entity_id\":\"");
-        w.write_id(b, entity);
-        b.extend_from_slice(b"\",\"properties\":");
-        w.write_properties(b, &wr);
-        b.extend_from_slice(b"}}");
-        self.writes.push(wr);
     }
 }
 
@@ -487,5 +473,34 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&render(3)).unwrap();
         assert_eq!(v["p2"].as_str().unwrap().len(), 30);
         assert!(v.get(SENT_US_PROPERTY).is_none());
+    }
+
+    /// Not a check: how fast one thread renders batches of 1000 events
+    /// (`cargo test --release -p flux-loadtest -- --ignored --nocapture throughput`).
+    #[test]
+    #[ignore]
+    fn render_throughput() {
+        let w = workload(&["--batch", "1000", "-c", "8"]);
+        let mut g = Generator::new(&w, 0);
+        let mut out = Vec::with_capacity(1 << 20);
+        let rounds = 2_000;
+        let start = std::time::Instant::now();
+        let mut bytes = 0;
+        for i in 0..rounds {
+            out.clear();
+            g.render(
+                &w,
+                &mut out,
+                b"Host: 127.0.0.1:3000\r\n",
+                1_700_000_000_000_000 + i,
+            );
+            bytes += out.len();
+        }
+        let ns = start.elapsed().as_nanos() as f64 / (rounds * 1000) as f64;
+        println!(
+            "render_throughput: {ns:.1} ns/event, {:.2} M events/s, {} B/event",
+            1e3 / ns,
+            bytes / (rounds as usize * 1000)
+        );
     }
 }

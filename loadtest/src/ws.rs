@@ -1,21 +1,19 @@
 //! WebSocket subscribers: connect to `/api/ws`, subscribe, and time every
 //! `state_update` of `_lt_sent_us` against the send time it carries.
 //!
-//! Messages are classified by a small scanner of the top-level JSON members
-//! (no tree is built): a subscriber may receive hundreds of thousands of
-//! updates per second, and only `type`, `property` and `value` matter.
+//! A subscriber may receive millions of updates per second, so the reader is
+//! our own (the frame codec and message scanner are in `wsproto`): one large
+//! read into a buffer allocated once, every complete frame in it decoded in
+//! place, one clock read and one stats borrow per read rather than per
+//! message, and only pongs and close frames ever written.
 
 use crate::config::Config;
 use crate::conn::Shared;
 use crate::schedule::Nanos;
 use crate::stats::Stats;
-use crate::workload::SENT_US_PROPERTY;
-use async_tungstenite::tungstenite::client::IntoClientRequest;
-use async_tungstenite::tungstenite::http::HeaderValue;
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::{Error as WsError, Message};
-use async_tungstenite::WebSocketStream;
-use futures_lite::StreamExt;
+use crate::wsproto::{self as proto, Upgrade, WsMsg};
+use async_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,147 +24,53 @@ use std::time::Duration;
 const STOP_POLL: Duration = Duration::from_millis(50);
 /// Bytes of a refused upgrade's body quoted in the error.
 const REFUSAL_BODY_QUOTE_MAX: usize = 200;
+/// Read buffer per subscriber, allocated once: one read takes up to this much
+/// (hundreds of updates); it grows only for a single larger frame, up to
+/// [`proto::MESSAGE_BYTES_MAX`].
+const READ_BUF_BYTES: usize = 256 * 1024;
+/// How long the closing frame may take to write.
+const CLOSE_WRITE_MAX: Duration = Duration::from_millis(200);
+/// Close code of the server's slow-consumer close.
+const CLOSE_POLICY: u16 = 1008;
 
-pub type Ws = WebSocketStream<TcpStream>;
-
-/// A server message, as far as the load tester cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WsMsg {
-    /// A `state_update`; `sent_us` when it is the `_lt_sent_us` property.
-    StateUpdate { sent_us: Option<u64> },
-    /// `metrics_update`, `entity_deleted`, `error`, ...
-    Other,
-    /// Not a JSON object with a `type`.
-    Bad,
+/// An upgraded connection, with the bytes read past the handshake.
+pub struct Ws {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// A fragmented message being assembled.
+    fragments: Vec<u8>,
+    /// Frames to send (pongs, close).
+    out: Vec<u8>,
+    mask: u32,
 }
 
-pub fn classify(text: &[u8]) -> WsMsg {
-    let mut ty = None;
-    let mut property = None;
-    let mut value = None;
-    let well_formed = for_each_member(text, |k, v| match k {
-        b"type" => ty = Some(v),
-        b"property" => property = Some(v),
-        b"value" => value = Some(v),
-        _ => {}
-    });
-    match (well_formed, ty) {
-        (true, Some(b"\"state_update\"")) => {
-            let ours = property.is_some_and(|p| {
-                p.len() == SENT_US_PROPERTY.len() + 2
-                    && &p[1..p.len() - 1] == SENT_US_PROPERTY.as_bytes()
-            });
-            let sent_us = if ours {
-                value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-            } else {
-                None
-            };
-            WsMsg::StateUpdate { sent_us }
-        }
-        (true, Some(t)) if t.first() == Some(&b'"') => WsMsg::Other,
-        _ => WsMsg::Bad,
+impl Ws {
+    fn next_mask(&mut self) -> [u8; 4] {
+        // xorshift: masks need not be secret for a load tester, only varied.
+        self.mask ^= self.mask << 13;
+        self.mask ^= self.mask >> 17;
+        self.mask ^= self.mask << 5;
+        self.mask.to_be_bytes()
     }
-}
 
-/// Calls `f(key, raw_value)` for each member of the top-level JSON object in
-/// `s` (keys without quotes, escapes left as they are). False if `s` is not
-/// a well-formed object as far as the scan can tell.
-fn for_each_member<'a>(s: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> bool {
-    let mut i = skip_ws(s, 0);
-    if s.get(i) != Some(&b'{') {
-        return false;
+    fn queue(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = self.next_mask();
+        let mut out = std::mem::take(&mut self.out);
+        proto::encode_client_frame(&mut out, opcode, payload, mask);
+        self.out = out;
     }
-    i = skip_ws(s, i + 1);
-    if s.get(i) == Some(&b'}') {
-        return skip_ws(s, i + 1) == s.len();
-    }
-    loop {
-        if s.get(i) != Some(&b'"') {
-            return false;
-        }
-        let Some(key_end) = string_end(s, i) else {
-            return false;
-        };
-        let key = &s[i + 1..key_end - 1];
-        i = skip_ws(s, key_end);
-        if s.get(i) != Some(&b':') {
-            return false;
-        }
-        i = skip_ws(s, i + 1);
-        let Some(value_end) = value_end(s, i) else {
-            return false;
-        };
-        f(key, &s[i..value_end]);
-        i = skip_ws(s, value_end);
-        match s.get(i) {
-            Some(b',') => i = skip_ws(s, i + 1),
-            Some(b'}') => return skip_ws(s, i + 1) == s.len(),
-            _ => return false,
-        }
-    }
-}
 
-fn skip_ws(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
-}
-
-/// `s[i]` is `"`: index just past the closing quote.
-fn string_end(s: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    while j < s.len() {
-        match s[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
         }
+        let r = self.stream.write_all(&self.out).await;
+        self.out.clear();
+        r
     }
-    None
-}
-
-/// Index just past the JSON value starting at `i`.
-fn value_end(s: &[u8], i: usize) -> Option<usize> {
-    match *s.get(i)? {
-        b'"' => string_end(s, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < s.len() {
-                match s[j] {
-                    b'"' => {
-                        j = string_end(s, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            None
-        }
-        _ => {
-            let mut j = i;
-            while j < s.len() && !matches!(s[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-            {
-                j += 1;
-            }
-            (j > i).then_some(j)
-        }
-    }
-}
-
-/// The subscribe messages for `ids` (`*`, `prefix*` or exact ids).
-pub fn subscribe_message(id: &str) -> String {
-    let id = serde_json::Value::from(id);
-    format!("{{\"type\":\"subscribe\",\"entity_id\":{id}}}")
 }
 
 /// Opens a subscriber and sends its subscriptions. A refused upgrade (for
@@ -181,43 +85,97 @@ pub async fn connect(
         "ws://{}{}/api/ws",
         cfg.target.authority, cfg.target.base_path
     );
-    let stream = TcpStream::connect_timeout(addr, cfg.timeout)
-        .await
-        .map_err(|e| format!("WebSocket connect to {url} failed: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("bad WebSocket URL {url}: {e}"))?;
-    if let Some(token) = &cfg.token {
-        let v = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "--token is not a valid header value".to_string())?;
-        request.headers_mut().insert("authorization", v);
-    }
-    let handshake = async_tungstenite::client_async(request, stream);
-    let timeout = async {
-        glommio::timer::sleep(cfg.timeout).await;
-        Err(WsError::Io(std::io::ErrorKind::TimedOut.into()))
-    };
-    let (mut ws, _) = match futures_lite::future::or(handshake, timeout).await {
-        Ok(pair) => pair,
-        Err(WsError::Http(resp)) => {
-            let body = resp.body().as_deref().unwrap_or_default();
-            let quote = String::from_utf8_lossy(&body[..body.len().min(REFUSAL_BODY_QUOTE_MAX)]);
-            return Err(format!(
-                "the server refused the WebSocket upgrade of {url}: HTTP {} {}",
-                resp.status(),
-                quote.trim()
-            ));
+    let handshake = async {
+        let stream = TcpStream::connect_timeout(addr, cfg.timeout)
+            .await
+            .map_err(|e| format!("WebSocket connect to {url} failed: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let key = generate_key();
+        let mut ws = Ws {
+            stream,
+            buf: vec![0; READ_BUF_BYTES],
+            start: 0,
+            end: 0,
+            fragments: Vec::new(),
+            out: proto::upgrade_request(
+                &cfg.target.authority,
+                &cfg.target.base_path,
+                &key,
+                cfg.token.as_deref(),
+            ),
+            mask: 0x9E37_79B9 ^ addr.port() as u32 ^ std::process::id(),
+        };
+        ws.flush()
+            .await
+            .map_err(|e| format!("WebSocket handshake with {url} failed: {e}"))?;
+        upgrade(&mut ws, &derive_accept_key(key.as_bytes()), &url).await?;
+        for id in subscriptions {
+            ws.queue(proto::OP_TEXT, proto::subscribe_message(id).as_bytes());
         }
-        Err(e) => return Err(format!("WebSocket handshake with {url} failed: {e}")),
-    };
-    for id in subscriptions {
-        ws.send(Message::text(subscribe_message(id)))
+        ws.flush()
             .await
             .map_err(|e| format!("sending subscribe to {url} failed: {e}"))?;
+        Ok(ws)
+    };
+    let timeout = async {
+        glommio::timer::sleep(cfg.timeout).await;
+        Err(format!("WebSocket handshake with {url} timed out"))
+    };
+    futures_lite::future::or(handshake, timeout).await
+}
+
+/// Reads the answer to the upgrade; frames already read stay in the buffer.
+async fn upgrade(ws: &mut Ws, accept: &str, url: &str) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("WebSocket handshake with {url} failed: {e}");
+    loop {
+        match proto::parse_upgrade(&ws.buf[..ws.end], accept)? {
+            Some(Upgrade::Accepted { head_len }) => {
+                ws.start = head_len;
+                return Ok(());
+            }
+            Some(Upgrade::Refused {
+                status,
+                reason,
+                head_len,
+                body_len,
+            }) => {
+                let want = head_len + body_len.min(REFUSAL_BODY_QUOTE_MAX);
+                while ws.end < want {
+                    match ws.stream.read(&mut ws.buf[ws.end..want]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => ws.end += n,
+                    }
+                }
+                let body = &ws.buf[head_len..ws.end.min(want)];
+                return Err(format!(
+                    "the server refused the WebSocket upgrade of {url}: HTTP {status} {reason} {}",
+                    String::from_utf8_lossy(body).trim()
+                ));
+            }
+            None => {}
+        }
+        if ws.end >= proto::HANDSHAKE_HEAD_BYTES_MAX {
+            return Err(format!("WebSocket handshake with {url}: head too large"));
+        }
+        let end = ws.end;
+        match ws
+            .stream
+            .read(&mut ws.buf[end..proto::HANDSHAKE_HEAD_BYTES_MAX])
+            .await
+        {
+            Ok(0) => return Err(format!("{url} closed the connection during the upgrade")),
+            Ok(n) => ws.end += n,
+            Err(e) => return Err(failed(e)),
+        }
     }
-    Ok(ws)
+}
+
+/// Why a subscriber stopped reading.
+enum End {
+    Stopped,
+    Closed(u16),
+    Eof,
+    Error,
 }
 
 /// Reads updates until the server closes or `stop` is set.
@@ -227,49 +185,151 @@ pub async fn run(sh: &Shared, mut ws: Ws, stop: Arc<AtomicBool>) {
             glommio::timer::sleep(STOP_POLL).await;
         }
     });
-    loop {
-        let next = futures_lite::future::or(async { Some(ws.next().await) }, async {
+    let end = loop {
+        // The timer below only fires when the thread gets around to its
+        // timers; a subscriber that always has data checks the flag here.
+        if stop.load(Ordering::Acquire) {
+            break End::Stopped;
+        }
+        // Frames that arrived with the upgrade answer come first.
+        match handle_frames(sh, &mut ws) {
+            Ok(Some(code)) => break End::Closed(code),
+            Ok(None) => {}
+            Err(()) => break End::Error,
+        }
+        if ws.flush().await.is_err() {
+            break End::Error;
+        }
+        let Ws {
+            stream,
+            buf,
+            start,
+            end,
+            ..
+        } = &mut ws;
+        let spare = match spare(buf, start, end) {
+            Ok(s) => s,
+            Err(_) => break End::Error,
+        };
+        let room = spare.len();
+        let read = futures_lite::future::or(async { Some(stream.read(spare).await) }, async {
             (&mut stop_poll).await;
             None
         })
         .await;
-        let msg = match next {
-            None => break,
-            Some(None) => {
-                sh.stats.borrow_mut().ws.other_closes += 1;
-                break;
-            }
-            Some(Some(Err(_))) => {
-                sh.stats.borrow_mut().ws.errors += 1;
-                break;
-            }
-            Some(Some(Ok(m))) => m,
+        let n = match read {
+            None => break End::Stopped,
+            Some(Ok(0)) => break End::Eof,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => break End::Error,
         };
-        match msg {
-            Message::Text(t) => on_text(sh, t.as_bytes()),
-            Message::Close(frame) => {
-                let mut st = sh.stats.borrow_mut();
-                match frame {
-                    Some(f) if f.code == CloseCode::Policy => st.ws.slow_consumer_closes += 1,
-                    _ => st.ws.other_closes += 1,
-                }
-                break;
-            }
-            _ => {}
+        *end += n;
+        if n == room {
+            // A full read: more is likely waiting and the next read would
+            // not wait either. Let the thread's other tasks (publishers,
+            // other subscribers, the reporter) run first.
+            futures_lite::future::yield_now().await;
+        }
+    };
+    {
+        let mut st = sh.stats.borrow_mut();
+        match end {
+            End::Stopped => {}
+            End::Closed(CLOSE_POLICY) => st.ws.slow_consumer_closes += 1,
+            End::Closed(_) | End::Eof => st.ws.other_closes += 1,
+            End::Error => st.ws.errors += 1,
         }
     }
-    let _ = ws.close(None).await;
+    if !matches!(end, End::Eof | End::Error) {
+        // Answer the server's close, or close ourselves (1000, normal).
+        // Bounded: a server that stopped reading must not hold the run.
+        ws.queue(proto::OP_CLOSE, &1000u16.to_be_bytes());
+        let flush = async {
+            let _ = ws.flush().await;
+        };
+        futures_lite::future::or(flush, glommio::timer::sleep(CLOSE_WRITE_MAX)).await;
+    }
 }
 
-fn on_text(sh: &Shared, text: &[u8]) {
+/// Room to read into: moves a partial frame to the front, and grows the
+/// buffer when that frame alone does not fit. Takes the buffer fields alone,
+/// so that the stream can be borrowed at the same time.
+fn spare<'a>(
+    buf: &'a mut Vec<u8>,
+    start: &mut usize,
+    end: &mut usize,
+) -> Result<&'a mut [u8], String> {
+    if *start == *end {
+        *start = 0;
+        *end = 0;
+    }
+    let need = match proto::frame_header(&buf[*start..*end])? {
+        Some(f) => f.end(),
+        None => 0,
+    };
+    if *end == buf.len() || *start + need > buf.len() {
+        buf.copy_within(*start..*end, 0);
+        *end -= *start;
+        *start = 0;
+    }
+    if need > buf.len() {
+        buf.resize(need, 0);
+    }
+    Ok(&mut buf[*end..])
+}
+
+/// Handles every complete frame in the buffer. `Ok(Some(code))` when the
+/// server closed; `Err` on a protocol error.
+fn handle_frames(sh: &Shared, ws: &mut Ws) -> Result<Option<u16>, ()> {
     let now = sh.clock.now();
     let mut st = sh.stats.borrow_mut();
+    loop {
+        let data = &ws.buf[ws.start..ws.end];
+        let frame = match proto::frame_header(data) {
+            Ok(Some(f)) if f.end() <= data.len() => f,
+            Ok(_) => return Ok(None),
+            Err(_) => return Err(()),
+        };
+        let (from, to) = (ws.start + frame.payload_at, ws.start + frame.end());
+        ws.start = to;
+        match (frame.opcode, frame.fin) {
+            (proto::OP_TEXT, true) if ws.fragments.is_empty() => {
+                on_text(sh, &mut st, &ws.buf[from..to], now);
+            }
+            (proto::OP_TEXT | proto::OP_BINARY, false) if ws.fragments.is_empty() => {
+                ws.fragments.extend_from_slice(&ws.buf[from..to]);
+            }
+            (proto::OP_CONTINUATION, fin) if !ws.fragments.is_empty() => {
+                if ws.fragments.len() + frame.len > proto::MESSAGE_BYTES_MAX {
+                    return Err(());
+                }
+                ws.fragments.extend_from_slice(&ws.buf[from..to]);
+                if fin {
+                    let msg = std::mem::take(&mut ws.fragments);
+                    on_text(sh, &mut st, &msg, now);
+                    ws.fragments = msg;
+                    ws.fragments.clear();
+                }
+            }
+            (proto::OP_BINARY, true) if ws.fragments.is_empty() => st.ws.other_messages += 1,
+            (proto::OP_PING, _) => {
+                let payload = ws.buf[from..to].to_vec();
+                ws.queue(proto::OP_PONG, &payload);
+            }
+            (proto::OP_PONG, _) => {}
+            (proto::OP_CLOSE, _) => return Ok(Some(proto::close_code(&ws.buf[from..to]))),
+            _ => return Err(()),
+        }
+    }
+}
+
+fn on_text(sh: &Shared, st: &mut Stats, text: &[u8], now: Nanos) {
     st.ws.bytes += text.len() as u64;
-    match classify(text) {
+    match proto::classify(text) {
         WsMsg::StateUpdate { sent_us } => {
             st.ws.updates += 1;
             if let Some(sent_us) = sent_us {
-                record_latency(sh, &mut st, sent_us, now);
+                record_latency(sh, st, sent_us, now);
             }
         }
         WsMsg::Other => st.ws.other_messages += 1,
@@ -287,52 +347,5 @@ fn record_latency(sh: &Shared, st: &mut Stats, sent_us: u64, now: Nanos) {
         st.ws
             .latency
             .saturating_record(now.saturating_sub(sent) / 1_000);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_state_updates() {
-        let m = br#"{"type":"state_update","entity_id":"lt-000001","property":"_lt_sent_us","value":1700000000123456,"timestamp":"2026-02-14T12:00:00.000Z"}"#;
-        assert_eq!(
-            classify(m),
-            WsMsg::StateUpdate {
-                sent_us: Some(1_700_000_000_123_456)
-            }
-        );
-        let m = br#"{ "type" : "state_update", "entity_id": "a\"b", "property": "p0", "value": {"x":[1,"}"]}, "timestamp": "t" }"#;
-        assert_eq!(classify(m), WsMsg::StateUpdate { sent_us: None });
-        // Order of members does not matter.
-        let m = br#"{"value":5,"property":"_lt_sent_us","type":"state_update"}"#;
-        assert_eq!(classify(m), WsMsg::StateUpdate { sent_us: Some(5) });
-        // A string value is not a send time.
-        let m = br#"{"type":"state_update","property":"_lt_sent_us","value":"5"}"#;
-        assert_eq!(classify(m), WsMsg::StateUpdate { sent_us: None });
-    }
-
-    #[test]
-    fn classifies_other_and_bad_messages() {
-        let m = br#"{"type":"metrics_update","timestamp":"t","entities":{"total":15},"events":{"total":5,"rate_per_second":1.5}}"#;
-        assert_eq!(classify(m), WsMsg::Other);
-        assert_eq!(classify(br#"{"type":"error","error":"bad"}"#), WsMsg::Other);
-        assert_eq!(classify(b"not json"), WsMsg::Bad);
-        assert_eq!(classify(br#"{"type":"state_update""#), WsMsg::Bad);
-        assert_eq!(classify(br#"{"entity_id":"x"}"#), WsMsg::Bad);
-        assert_eq!(classify(br#"{"type":"state_update"} trailing"#), WsMsg::Bad);
-        assert_eq!(classify(b"{}"), WsMsg::Bad);
-    }
-
-    #[test]
-    fn subscribe_messages() {
-        assert_eq!(
-            subscribe_message("*"),
-            r#"{"type":"subscribe","entity_id":"*"}"#
-        );
-        let v: serde_json::Value = serde_json::from_str(&subscribe_message("lt-*")).unwrap();
-        assert_eq!(v["type"], "subscribe");
-        assert_eq!(v["entity_id"], "lt-*");
     }
 }

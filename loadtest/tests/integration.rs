@@ -502,6 +502,48 @@ fn fake_subscribers_see_every_update() {
     assert!(ws["latency"]["count"].as_u64().unwrap() > 0);
 }
 
+/// The subscriber reader (our own frame decoder) against the real server's
+/// WebSocket endpoint: every acknowledged event reaches every subscriber.
+#[test]
+fn real_server_subscribers_see_every_update() {
+    let Some(s) = real(None) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let r = tool(
+        &s.url,
+        &[
+            "--rate",
+            "2000",
+            "-d",
+            "2s",
+            "-c",
+            "4",
+            "--threads",
+            "2",
+            "--subscribers",
+            "3",
+            "--props",
+            "2",
+            "--ws-grace",
+            "1s",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ws = &read_json(&json)["subscribers"];
+    let expected = ws["expected_timed_updates"].as_u64().unwrap();
+    assert!(expected >= 3 * 3_000, "{ws}");
+    assert_eq!(ws["timed_updates"], expected, "{ws}");
+    assert_eq!(ws["missed"], 0);
+    // one update per property: p0, p1 and _lt_sent_us
+    assert_eq!(ws["state_updates"].as_u64().unwrap(), 3 * expected);
+    assert_eq!(ws["unparsable_messages"], 0, "{ws}");
+    assert_eq!(ws["errors"], 0, "{ws}");
+}
+
 #[test]
 fn refused_websocket_upgrade_fails_clearly() {
     let s = fake(false);
@@ -521,6 +563,51 @@ fn unreachable_server_fails_clearly() {
     let r = tool(&format!("http://127.0.0.1:{port}"), &["-d", "1s"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("cannot connect"), "{}", r.stderr);
+}
+
+/// A server that accepts and never answers: every request times out after
+/// `--timeout` (not much later), and the tool reconnects and goes on.
+#[test]
+fn silent_server_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let mut conns = Vec::new();
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((c, _)) => conns.push(c),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let started = Instant::now();
+    let r = tool(
+        &url,
+        &[
+            "-d",
+            "1s",
+            "-c",
+            "2",
+            "--threads",
+            "1",
+            "--timeout",
+            "300ms",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(r.code, 1, "nothing succeeded: {}", r.stdout);
+    let j = read_json(&json);
+    let timeouts = j["errors"]["timeout"].as_u64().unwrap();
+    // 2 connections, one request each per 300 ms over 1 s: 6 to 8.
+    assert!((4..=10).contains(&timeouts), "{timeouts} timeouts: {j}");
+    assert!(took < Duration::from_secs(4), "run took {took:?}");
+    held.join().unwrap();
 }
 
 #[test]
