@@ -31,8 +31,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
-
+use super::outbox::{self, OP_TEXT};
 use super::protocol;
 use super::subs::ConnId;
 use super::Hub;
@@ -48,21 +47,23 @@ pub const WS_INBOX_ITEMS_MAX: u64 = 16_384;
 
 /// The messages of one applied batch, shared (read-only) by every home shard.
 pub struct Rendered {
-    /// Every message, concatenated (UTF-8 JSON).
-    text: Bytes,
+    /// Every message as a complete WebSocket text frame (header and UTF-8 JSON),
+    /// concatenated: a record's messages are one byte range, queued to each matching
+    /// connection with one copy.
+    text: Vec<u8>,
     /// Entity ids of the records, concatenated.
     ids: Vec<u8>,
     records: Vec<RenderedRecord>,
-    /// Byte ranges of the messages in `text`.
-    msgs: Vec<(u32, u32)>,
     /// When the owner applied the batch (for the fan-out latency).
     applied: Instant,
 }
 
 struct RenderedRecord {
     id: (u32, u32),
-    /// Range of this record's messages in `msgs`.
+    /// Range of this record's messages in the scratch `msgs` (its length: how many).
     msgs: (u32, u32),
+    /// Range of this record's frames in `text`.
+    frames: (u32, u32),
 }
 
 /// What arrives in a home shard's inbox.
@@ -89,6 +90,8 @@ pub struct FanoutScratch {
     per_shard: Vec<Vec<u32>>,
     /// Connections matching one record (home side).
     matched: Vec<ConnId>,
+    /// Connections matching the current run of records (home side).
+    run: Vec<ConnId>,
 }
 
 impl Shard {
@@ -142,11 +145,14 @@ impl Shard {
             return;
         }
         let total = sc.records.len();
+        sc.msgs.clear();
+        // The buffers move into the delivery; the next batch starts with room for as
+        // much (one allocation each instead of a series of reallocations).
+        let take = |v: &mut Vec<u8>| std::mem::replace(v, Vec::with_capacity(v.len()));
         let rendered = Arc::new(Rendered {
-            text: Bytes::from(std::mem::take(&mut sc.text)),
-            ids: std::mem::take(&mut sc.ids),
-            records: std::mem::take(&mut sc.records),
-            msgs: std::mem::take(&mut sc.msgs),
+            text: take(&mut sc.text),
+            ids: take(&mut sc.ids),
+            records: std::mem::replace(&mut sc.records, Vec::with_capacity(total)),
             applied: Instant::now(),
         });
         let bytes = rendered.text.len() as u64 + 64;
@@ -170,26 +176,46 @@ impl Shard {
     }
 }
 
-/// Renders one record's messages into the scratch buffers.
+/// Renders one record's messages, framed, into the scratch buffers.
 fn render(sc: &mut FanoutScratch, r: &Record<'_>) {
     let id_start = sc.ids.len() as u32;
     sc.ids.extend_from_slice(r.entity_id);
     let first_msg = sc.msgs.len() as u32;
+    let first_byte = sc.text.len() as u32;
     if r.kind == KIND_TOMBSTONE {
-        let start = sc.text.len() as u32;
+        let start = sc.text.len();
+        sc.text.extend_from_slice(&[0, 0]);
         protocol::write_entity_deleted(&mut sc.text, r.entity_id, r.ingest_ms);
-        sc.msgs.push((start, sc.text.len() as u32));
+        frame(sc, start);
     } else {
         for (k, v) in Properties(r.properties) {
-            let start = sc.text.len() as u32;
+            let start = sc.text.len();
+            sc.text.extend_from_slice(&[0, 0]);
             protocol::write_state_update(&mut sc.text, r.entity_id, k, v, r.ingest_ms);
-            sc.msgs.push((start, sc.text.len() as u32));
+            frame(sc, start);
         }
     }
     sc.records.push(RenderedRecord {
         id: (id_start, sc.ids.len() as u32),
         msgs: (first_msg, sc.msgs.len() as u32),
+        frames: (first_byte, sc.text.len() as u32),
     });
+}
+
+/// Fills in the header of the message rendered at `start + 2` (two bytes were
+/// reserved; longer headers move the payload), and records its payload range.
+fn frame(sc: &mut FanoutScratch, start: usize) {
+    let len = sc.text.len() - start - 2;
+    if len < 126 {
+        sc.text[start] = 0x80 | OP_TEXT;
+        sc.text[start + 1] = len as u8;
+    } else {
+        let mut head = Vec::with_capacity(10);
+        outbox::put_header(&mut head, OP_TEXT, len);
+        sc.text.splice(start..start + 2, head);
+    }
+    let end = sc.text.len() as u32;
+    sc.msgs.push((end - len as u32, end));
 }
 
 impl Hub {
@@ -246,34 +272,57 @@ impl Hub {
         }
     }
 
+    /// Queues the wanted records' messages to their matching connections. Consecutive
+    /// records with the same connections (always, for `*` subscribers) form a run,
+    /// queued to each connection with one copy.
     fn deliver(&self, shard: &Shard, r: &Rendered, wanted: Option<&[u32]>) {
         let local = self.local.borrow();
         let conns = self.conns.borrow();
         let mut sc = self.scratch.borrow_mut();
-        let matched = &mut sc.matched;
+        let FanoutScratch { matched, run, .. } = &mut *sc;
         let mut sent = 0u64;
+        // The current run: records `first..=last`, with `run` as connections.
+        let mut current: Option<(u32, u32)> = None;
+        let mut flush = |run: &[ConnId], (first, last): (u32, u32)| {
+            let a = r.records[first as usize].frames.0 as usize;
+            let b = r.records[last as usize].frames.1 as usize;
+            let m = r.records[first as usize].msgs.0;
+            let n = (r.records[last as usize].msgs.1 - m) as usize;
+            let frames = &r.text[a..b];
+            for c in run {
+                let Some(o) = conns.get(c) else { continue };
+                if o.refuses() {
+                    continue;
+                }
+                match o.push_frames(frames, n) {
+                    Ok(()) => sent += n as u64,
+                    Err(outbox::Overflow) => self.close_slow(shard, o),
+                }
+            }
+        };
         let mut one = |i: u32| {
             let rec = &r.records[i as usize];
             let id = &r.ids[rec.id.0 as usize..rec.id.1 as usize];
             local.matching_conns(id, matched);
-            if matched.is_empty() {
-                return;
-            }
-            for m in rec.msgs.0..rec.msgs.1 {
-                let (a, b) = r.msgs[m as usize];
-                let text = Utf8Bytes::try_from(r.text.slice(a as usize..b as usize))
-                    .expect("messages are rendered from UTF-8");
-                for c in matched.iter() {
-                    let Some(o) = conns.get(c) else { continue };
-                    if o.closing().is_none() && self.push(shard, o, Message::Text(text.clone())) {
-                        sent += 1;
-                    }
+            if let Some((first, last)) = current {
+                if last + 1 == i && matched == run {
+                    current = Some((first, i));
+                    return;
                 }
+                flush(run, (first, last));
+                current = None;
+            }
+            if !matched.is_empty() {
+                std::mem::swap(matched, run);
+                current = Some((i, i));
             }
         };
         match wanted {
             Some(list) => list.iter().for_each(|&i| one(i)),
             None => (0..r.records.len() as u32).for_each(&mut one),
+        }
+        if let Some(span) = current {
+            flush(run, span);
         }
         ShardCounters::bump(&shard.shared.metrics.shard(shard.id).ws_updates, sent);
     }

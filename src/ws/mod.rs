@@ -15,7 +15,7 @@
 //!                                                  records' messages once, then ONE
 //!  delivery task ◄────────── inbox (bounded) ───── delivery per home shard per batch
 //!    local.matching_conns(id) → outbox.push (bounded; overflow → 1008)
-//!  session writer: outbox → frames → socket
+//!  session writer: outbox (frames, one buffer) → socket, one write per burst
 //! ```
 //!
 //! - `subs`: patterns, and the registry used at both ends (home: pattern → local
@@ -51,7 +51,6 @@ use std::sync::OnceLock;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use futures_channel::{mpsc, oneshot};
 use hashbrown::HashMap;
 
@@ -277,16 +276,21 @@ impl Hub {
     }
 
     /// Queues `msg` to every connection; a full queue closes that connection.
-    fn broadcast(&self, shard: &Shard, msg: Utf8Bytes) {
+    fn broadcast(&self, shard: &Shard, msg: &[u8]) {
+        let mut frame = Vec::with_capacity(msg.len() + 10);
+        outbox::put_text(&mut frame, msg);
         let conns = self.conns.borrow();
         for o in conns.values() {
-            self.push(shard, o, Message::Text(msg.clone()));
+            if o.push_frames(&frame, 1).is_err() {
+                self.close_slow(shard, o);
+            }
         }
     }
 
-    /// Queues one message, closing the connection as a slow consumer if it is full.
-    fn push(&self, shard: &Shard, o: &Outbox, msg: Message) -> bool {
-        match o.push(msg) {
+    /// Queues one text message, closing the connection as a slow consumer if it is
+    /// full.
+    fn push(&self, shard: &Shard, o: &Outbox, text: &[u8]) -> bool {
+        match o.push_text(text) {
             Ok(()) => true,
             Err(outbox::Overflow) => {
                 self.close_slow(shard, o);
@@ -303,7 +307,7 @@ impl Hub {
 
     /// Queues a reply of the session itself (errors, acknowledgements).
     pub fn reply(&self, shard: &Shard, o: &Outbox, text: String) {
-        self.push(shard, o, Message::text(text));
+        self.push(shard, o, text.as_bytes());
     }
 
     pub fn connections(&self) -> usize {
@@ -476,8 +480,7 @@ async fn metrics_task(shard: Rc<Shard>) {
         let (totals, rate) = crate::metrics::current(&shard);
         let mut out = Vec::with_capacity(256);
         crate::metrics::write_update(&mut out, &totals, rate, now);
-        let msg = Utf8Bytes::try_from(out).expect("rendered JSON is UTF-8");
-        shard.ws.broadcast(&shard, msg);
+        shard.ws.broadcast(&shard, &out);
     }
 }
 
