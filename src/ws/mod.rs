@@ -68,9 +68,11 @@ pub const WS_SUBSCRIPTIONS_PER_CONN_MAX: usize = 10_000;
 /// How often each shard checks for shutdown, to close its connections with 1001.
 const HOUSEKEEPING_MS: u64 = 50;
 /// CPU shares of WebSocket work (sessions, deliveries, metrics broadcasts) against the
-/// default task queue's 1000 (HTTP and ingestion): when both have work, ingestion
-/// gets 80 % of the shard's core. Subscribers that the remaining 20 % cannot serve
-/// fall behind and are closed as slow consumers instead of slowing ingestion down.
+/// default task queue's 1000 (HTTP and ingestion), meant to give ingestion 80 % of a
+/// saturated shard's core. Measured, it does not hold under heavy fan-out: glommio
+/// 0.9 runs a runnable queue for its whole preemption slice without polling I/O, so
+/// while deliveries are pending, ingestion's network events wait (tuning.md, "The
+/// subscriber matrix").
 pub const WS_TASK_QUEUE_SHARES: usize = 250;
 
 /// A cross-shard WebSocket message (the `Request::Ws` variant of the mesh).
