@@ -170,7 +170,7 @@ pub async fn dispatch(
 pub fn denied(shard: &Shard, out: &mut Vec<u8>, req: &Request<'_>, d: Denied) {
     crate::metrics::ShardCounters::bump(&shard.shared.metrics.shard(shard.id).auth_denied, 1);
     let extra: &[u8] = if d.0 == 401 {
-        b"WWW-Authenticate: Bearer realm=\"flux\"\r\n"
+        crate::auth::WWW_AUTHENTICATE
     } else {
         b""
     };

@@ -93,16 +93,19 @@ pub async fn register(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body:
     }
 }
 
+/// Whether `scope` may see `ns` (one being deleted is seen by nobody).
+fn sees(scope: &ReadScope, ns: &Arc<Namespace>) -> bool {
+    !ns.deleting.load(std::sync::atomic::Ordering::Acquire)
+        && match scope {
+            ReadScope::All => true,
+            ReadScope::Own(own) => Arc::ptr_eq(&own.ns, ns),
+        }
+}
+
 /// The namespaces `scope` may see, in name order.
 fn visible(shard: &Shard, scope: &ReadScope) -> Vec<Arc<Namespace>> {
     let all = shard.shared.auth.registry.snapshot().1;
-    all.into_iter()
-        .filter(|ns| !ns.deleting.load(std::sync::atomic::Ordering::Acquire))
-        .filter(|ns| match scope {
-            ReadScope::All => true,
-            ReadScope::Own(own) => Arc::ptr_eq(&own.ns, ns),
-        })
-        .collect()
+    all.into_iter().filter(|ns| sees(scope, ns)).collect()
 }
 
 pub fn list(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
@@ -131,10 +134,10 @@ pub fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u
     let Some(scope) = super::read_scope(shard, req, out) else {
         return;
     };
-    let name = &req.path[NAMESPACE_PREFIX.len()..];
-    let found = visible(shard, &scope)
-        .into_iter()
-        .find(|ns| ns.name.as_bytes() == name);
+    let found = std::str::from_utf8(&req.path[NAMESPACE_PREFIX.len()..])
+        .ok()
+        .and_then(|name| shard.shared.auth.registry.get(name))
+        .filter(|ns| sees(&scope, ns));
     match found {
         Some(ns) => {
             body.clear();

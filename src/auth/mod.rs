@@ -147,6 +147,9 @@ impl ReadScope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Denied(pub u16, pub &'static str);
 
+/// The header line of every 401 (RFC 6750 §3).
+pub const WWW_AUTHENTICATE: &[u8] = b"WWW-Authenticate: Bearer realm=\"flux\"\r\n";
+
 pub const NO_TOKEN: Denied = Denied(
     401,
     "this request needs Authorization: Bearer <token> (a namespace or the admin token)",

@@ -460,7 +460,7 @@ impl Conn {
                     &mut self.out,
                     d.0,
                     Persist::Close,
-                    b"WWW-Authenticate: Bearer realm=\"flux\"\r\n",
+                    crate::auth::WWW_AUTHENTICATE,
                     d.1,
                 )
             }
