@@ -12,8 +12,10 @@
 //!    ◄── "subscribed" once O confirmed (barrier)
 //!                                                apply_local → log_and_apply → fanout:
 //!                                                  shards_for(id) ∋ H: render the
-//!                                                  records' messages once, then ONE
-//!  delivery task ◄────────── inbox (bounded) ───── delivery per home shard per batch
+//!                                                  records' messages once;
+//!                                                flush task (after the runnable
+//!                                                  ingestion tasks): ONE delivery
+//!  delivery task ◄────────── inbox (bounded) ───── per home shard per flush
 //!    local.matching_conns(id) → outbox.push (bounded; overflow → 1008)
 //!  session writer: outbox (frames, one buffer) → socket, one write per burst
 //! ```
@@ -31,9 +33,10 @@
 //!   (frames ↔ commands, ping, close handshake, cleanup on every exit path);
 //!   `upgrade`: the HTTP handshake; `protocol`: message parsing and rendering.
 //!
-//! Per shard, `start` runs four tasks: delivery (inbox → outboxes), interest sync
-//! (home → owners, in order, acknowledging subscribes), the metrics ticker
-//! (`metrics_update` to every connection) and housekeeping (pings, shutdown).
+//! Per shard, `start` runs five tasks: flush (rendered records → home shards' inboxes),
+//! delivery (inbox → outboxes), interest sync (home → owners, in order, acknowledging
+//! subscribes), the metrics ticker (`metrics_update` to every connection) and
+//! housekeeping (pings, shutdown).
 
 pub mod fanout;
 pub mod outbox;
@@ -135,6 +138,8 @@ pub struct Hub {
     /// marker was queued (see `fanout`).
     gap_open: RefCell<Vec<bool>>,
     scratch: RefCell<FanoutScratch>,
+    /// The flush task, waiting for records rendered by `fanout`.
+    flush_waker: RefCell<Option<Waker>>,
     /// Outgoing queue bound of each connection (`FLUX_WS_QUEUE_BYTES`).
     queue_bytes: usize,
     /// The task queue WebSocket work runs in (created by `start`).
@@ -156,6 +161,7 @@ impl Hub {
             inbox_waker: RefCell::new(None),
             gap_open: RefCell::new(vec![false; shards]),
             scratch: RefCell::new(FanoutScratch::default()),
+            flush_waker: RefCell::new(None),
             queue_bytes: config.ws_queue_bytes,
             task_queue: Cell::new(None),
             inboxes_full: config.failpoint.as_deref() == Some("ws-inbox-full"),
@@ -382,6 +388,9 @@ pub fn start(shard: &Rc<Shard>) {
     shard.ws.spawn(metrics_task(shard.clone())).detach();
     // Subscription bookkeeping and pings are small and must not wait behind deliveries.
     glommio::spawn_local(sync_task(shard.clone())).detach();
+    // In ingestion's queue: it runs after the ingestion tasks already runnable, so
+    // one flush ships what all of them applied.
+    glommio::spawn_local(flush_task(shard.clone())).detach();
     glommio::spawn_local(housekeeping_task(shard.clone())).detach();
 }
 
@@ -402,6 +411,22 @@ async fn delivery_task(shard: Rc<Shard>, mut rx: mpsc::UnboundedReceiver<Inbound
             None => return,
         }
         glommio::yield_if_needed().await;
+    }
+}
+
+/// Ships rendered records to their home shards (`Shard::flush_fanout`) whenever
+/// `fanout` has rendered some.
+async fn flush_task(shard: Rc<Shard>) {
+    loop {
+        poll_fn(|cx| {
+            if shard.ws.scratch.borrow().has_pending() {
+                return Poll::Ready(());
+            }
+            *shard.ws.flush_waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        shard.flush_fanout();
     }
 }
 
