@@ -73,9 +73,8 @@ const HOUSEKEEPING_MS: u64 = 50;
 /// CPU shares of WebSocket work (sessions, deliveries, metrics broadcasts) against the
 /// default task queue's 1000 (HTTP and ingestion), meant to give ingestion 80 % of a
 /// saturated shard's core. Measured, it does not hold under heavy fan-out: glommio
-/// 0.9 runs a runnable queue for its whole preemption slice without polling I/O, so
-/// while deliveries are pending, ingestion's network events wait (tuning.md, "The
-/// subscriber matrix").
+/// 0.9 runs every runnable task before it polls I/O again, so a saturated core splits
+/// in proportion to the work each event causes (tuning.md, "The subscriber matrix").
 pub const WS_TASK_QUEUE_SHARES: usize = 250;
 
 /// A cross-shard WebSocket message (the `Request::Ws` variant of the mesh).
