@@ -53,6 +53,7 @@ for r in $(seq "$ROUNDS"); do
   for bin in ${LT_OLD:+"$LT_OLD"} "$LT"; do
     tag=$([ "$bin" = "${LT_OLD:-}" ] && echo old || echo new)
     lt "$tag get c32 p1" "$bin" -c 32 --pipeline 1 --mix get=1
+    lt "$tag get c32 p4" "$bin" -c 32 --pipeline 4 --mix get=1
     lt "$tag get c32 p16" "$bin" -c 32 --pipeline 16 --mix get=1
     lt "$tag ingest c32 p1" "$bin" -c 32 --pipeline 1
     lt "$tag batch1000 c8" "$bin" -c 8 --batch 1000

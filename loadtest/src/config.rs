@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
 
-    /// Worker threads, one glommio executor each [default: number of CPUs].
+    /// Worker threads, one epoll loop each [default: number of CPUs].
     #[arg(long)]
     pub threads: Option<usize>,
 

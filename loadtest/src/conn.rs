@@ -1,5 +1,6 @@
 //! One load connection: render requests into a reused buffer, send every due
-//! request with one write, decode every buffered response, repeat.
+//! request with one write, decode every buffered response, repeat. A task of
+//! the worker thread's epoll loop (see `rt`).
 //!
 //! Closed loop: keep `--pipeline` requests in flight; latency from the actual
 //! send. Open loop: send each request at its intended time (see
@@ -11,11 +12,10 @@ use crate::config::{Config, Op};
 use crate::deadline::{Deadline, Watchdog};
 use crate::http::{Decoder, ReadBuf};
 use crate::ledger::{Ledger, Outcome, Recorder};
+use crate::rt::{self, TcpStream};
 use crate::schedule::{due, Due, Nanos, Pacer, Schedule};
 use crate::stats::{Failure, Stats};
 use crate::workload::{Generator, Workload, WriteRef};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -175,7 +175,7 @@ pub async fn run(sh: &Shared, conn: usize) -> Ledger {
             }
             // Open loop, nothing in flight: sleep until the next request.
             let until = issued.wake.unwrap_or(now + 1_000_000);
-            glommio::timer::sleep(Duration::from_nanos(until.saturating_sub(now))).await;
+            rt::sleep(Duration::from_nanos(until.saturating_sub(now))).await;
             continue;
         }
         let oldest = c.inflight.front().expect("in flight").sent;
@@ -277,7 +277,7 @@ impl Conn<'_> {
             Some(t) => {
                 let d = Duration::from_nanos(t.saturating_sub(now));
                 let sleep = async {
-                    glommio::timer::sleep(d).await;
+                    rt::sleep(d).await;
                     Wait::Wake
                 };
                 futures_lite::future::or(read, futures_lite::future::or(expired, sleep)).await
@@ -308,7 +308,7 @@ impl Conn<'_> {
 
     async fn connect(&mut self, now: Nanos) {
         let cfg = &*self.sh.cfg;
-        match TcpStream::connect_timeout(self.sh.addr, cfg.timeout).await {
+        match TcpStream::connect(self.sh.addr, cfg.timeout).await {
             Ok(s) => {
                 // Requests are written whole; Nagle would only add delay.
                 let _ = s.set_nodelay(true);
@@ -324,7 +324,7 @@ impl Conn<'_> {
                     .stats
                     .borrow_mut()
                     .record_failure(Failure::Connect, 1, measured);
-                glommio::timer::sleep(RECONNECT_BACKOFF).await;
+                rt::sleep(RECONNECT_BACKOFF).await;
             }
         }
     }

@@ -1,8 +1,9 @@
 //! Request timeouts without a timer per read.
 //!
-//! A socket read timeout in glommio inserts a timer into the reactor on every
-//! read that has to wait, and removes it when the read completes: two ordered
-//! map operations per response on the hot path. Instead each connection keeps
+//! A socket read timeout (as glommio has, which the tool used before `rt`)
+//! inserts a timer on every read that has to wait, and removes it when the
+//! read completes: two ordered map operations per
+//! response on the hot path. Instead each connection keeps
 //! a [`Deadline`] (a time and a waker in cells), and one [`Watchdog`] task per
 //! worker thread looks at all of them every [`tick`] and wakes the
 //! connections whose deadline has passed. A timeout is then noticed up to one

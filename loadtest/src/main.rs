@@ -12,11 +12,12 @@
 //! - `schedule` open-loop intended send times, drops (coordinated omission)
 //! - `http`     request bytes, incremental response decoder, read buffer
 //! - `head`     the response head parser of the load path
-//! - `conn`     one load connection on glommio (pipelining, pacing)
+//! - `conn`     one load connection (pipelining, pacing)
+//! - `rt`       the threads' epoll loop, executor and timers (mio)
 //! - `deadline` request timeouts: one watchdog per thread, no timer per read
 //! - `ws`       WebSocket subscribers: handshake, read loop, latency
 //! - `wsproto`  WebSocket frames, upgrade bytes, the message scanner
-//! - `worker`   one pinned executor per thread, reporting to the main thread
+//! - `worker`   one pinned epoll loop per thread, reporting to the main thread
 //! - `stats`    counters and hdr histograms, merged per interval
 //! - `ledger`   acknowledged writes per entity, the `--record` file
 //! - `verify`   reading entities back and comparing
@@ -31,6 +32,7 @@ mod ledger;
 mod parse;
 mod report;
 mod rng;
+mod rt;
 mod schedule;
 mod stats;
 mod template;
@@ -197,7 +199,7 @@ fn load(cfg: Config) -> Result<i32, String> {
 
 fn abort(
     starts: Vec<mpsc::Sender<Option<conn::Clock>>>,
-    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
 ) {
     for s in starts {
         let _ = s.send(None);

@@ -9,12 +9,11 @@
 
 use crate::config::Config;
 use crate::conn::Shared;
+use crate::rt::{self, TcpStream};
 use crate::schedule::Nanos;
 use crate::stats::Stats;
 use crate::wsproto::{self as proto, Upgrade, WsMsg};
 use async_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -86,7 +85,7 @@ pub async fn connect(
         cfg.target.authority, cfg.target.base_path
     );
     let handshake = async {
-        let stream = TcpStream::connect_timeout(addr, cfg.timeout)
+        let stream = TcpStream::connect(addr, cfg.timeout)
             .await
             .map_err(|e| format!("WebSocket connect to {url} failed: {e}"))?;
         let _ = stream.set_nodelay(true);
@@ -118,7 +117,7 @@ pub async fn connect(
         Ok(ws)
     };
     let timeout = async {
-        glommio::timer::sleep(cfg.timeout).await;
+        rt::sleep(cfg.timeout).await;
         Err(format!("WebSocket handshake with {url} timed out"))
     };
     futures_lite::future::or(handshake, timeout).await
@@ -182,7 +181,7 @@ enum End {
 pub async fn run(sh: &Shared, mut ws: Ws, stop: Arc<AtomicBool>) {
     let mut stop_poll = Box::pin(async {
         while !stop.load(Ordering::Acquire) {
-            glommio::timer::sleep(STOP_POLL).await;
+            rt::sleep(STOP_POLL).await;
         }
     });
     let end = loop {
@@ -247,7 +246,7 @@ pub async fn run(sh: &Shared, mut ws: Ws, stop: Arc<AtomicBool>) {
         let flush = async {
             let _ = ws.flush().await;
         };
-        futures_lite::future::or(flush, glommio::timer::sleep(CLOSE_WRITE_MAX)).await;
+        futures_lite::future::or(flush, rt::sleep(CLOSE_WRITE_MAX)).await;
     }
 }
 
