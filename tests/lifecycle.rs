@@ -146,6 +146,21 @@ fn startup_never_hangs() {
     }
 }
 
+/// A start whose mesh join stalls (simulated: shard 0 of the first attempt never joins)
+/// re-executes itself and serves, same PID, and says so in its log.
+#[test]
+fn a_stalled_start_starts_again() {
+    let srv = Server::start_with(&[("FLUX_FAILPOINT", "mesh-join-stall")]);
+    let log = srv.log();
+    assert!(
+        log.contains("shards joined the shard mesh within 3 s; starting again (attempt 2)"),
+        "{log}"
+    );
+    assert_eq!(log.matches("listening on").count(), 1, "{log}");
+    let mut c = srv.connect();
+    assert_eq!(c.exchange(&get_request("/health")).status, 200);
+}
+
 #[test]
 fn invalid_configuration_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");

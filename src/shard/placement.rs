@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,45 @@ use crate::state::Store;
 /// Shards must have joined the mesh and bound their sockets within this (recovery,
 /// once the log exists, happens after and is reported by `/health`).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Joining the channel mesh takes milliseconds; a shard that has not joined after this
+/// is stuck (see `restart_stalled_start`).
+const MESH_JOIN_STALL: Duration = Duration::from_secs(3);
+/// Start-up attempts (the first included) before a stalled mesh join is an error.
+const START_ATTEMPTS_MAX: u32 = 3;
+/// Set in the environment of a re-executed start: the attempt number.
+const START_ATTEMPT_ENV: &str = "FLUX_INTERNAL_START_ATTEMPT";
+
+/// Start-up stalled in glommio's channel-mesh handshake: a shard's executor sleeps in
+/// io_uring and never resumes its join (seen about once in 700 starts of 2-shard
+/// servers under heavy CPU contention, even with the join heartbeat; the shard
+/// thread uses no CPU and its timers do not fire). Nothing has been opened for
+/// serving yet (no socket bound, no log replayed: recovery follows the join), so the
+/// process re-executes itself, same arguments, environment and PID, up to
+/// `START_ATTEMPTS_MAX` times; `exec` ends every thread. Returns the error to report
+/// when out of attempts or when `exec` fails.
+fn restart_stalled_start(joined: usize, count: usize) -> Result<(), StartError> {
+    use std::os::unix::process::CommandExt;
+    let attempt: u32 = std::env::var(START_ATTEMPT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let stalled = format!(
+        "start-up stalled: {joined} of {count} shards joined the shard mesh within {} s",
+        MESH_JOIN_STALL.as_secs()
+    );
+    if attempt >= START_ATTEMPTS_MAX {
+        return Err(StartError(format!("{stalled} ({attempt} attempts)")));
+    }
+    eprintln!("flux: {stalled}; starting again (attempt {})", attempt + 1);
+    let exe = std::env::current_exe()
+        .map_err(|e| StartError(format!("{stalled}; cannot find the executable: {e}")))?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(START_ATTEMPT_ENV, (attempt + 1).to_string())
+        .exec();
+    Err(StartError(format!("{stalled}; cannot start again: {err}")))
+}
 
 /// Why the server could not start; printed as is before exiting with status 1.
 #[derive(Debug)]
@@ -149,8 +188,11 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let mesh_builder = MeshBuilder::<Request, _>::full(count, MESH_CHANNEL_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardId, String>>();
 
+    // Shards that have joined the mesh (see `restart_stalled_start`).
+    let joined_count = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
+        let joined_count = joined_count.clone();
         let cfg2 = cfg.clone();
         let shared2 = shared.clone();
         let mesh_builder = mesh_builder.clone();
@@ -176,8 +218,16 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     }
                 })
                 .detach();
+                // Test hook: shard 0 of a first attempt never joins (a stalled start).
+                if i == 0
+                    && cfg2.failpoint.as_deref() == Some("mesh-join-stall")
+                    && std::env::var_os(START_ATTEMPT_ENV).is_none()
+                {
+                    std::future::pending::<()>().await;
+                }
                 let mesh = mesh_builder.join().await;
                 joined.set(true);
+                joined_count.fetch_add(1, Ordering::AcqRel);
                 let (senders, mut receivers) = match mesh {
                     Ok(x) => x,
                     Err(e) => {
@@ -251,9 +301,13 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     }
     drop(ready_tx);
 
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let started = Instant::now();
+    let deadline = started + STARTUP_TIMEOUT;
     let mut ready = 0;
     while ready < count {
+        if joined_count.load(Ordering::Acquire) < count && started.elapsed() > MESH_JOIN_STALL {
+            restart_stalled_start(joined_count.load(Ordering::Acquire), count)?;
+        }
         // A signal during start-up stops it, as it would a running server.
         if let Some(sig) = pending_signal(&sigset) {
             return Err(StartError(format!("signal {sig} received during start-up")));
