@@ -108,7 +108,8 @@ fn fan_out_and_queue_depth_are_measured() {
         srv.post_ok(&event(id, r#"{"a":1,"b":2}"#));
     }
     assert_eq!(c.updates(20, Duration::from_secs(5)).len(), 20);
-    // One delivery per applied request, each to the subscriber's home shard.
+    // Requests sent one after another: one delivery each (the flush task ran between
+    // them), each to the subscriber's home shard.
     wait_metric(
         &srv,
         "flux_ws_fanout_latency_seconds_count",
@@ -119,6 +120,41 @@ fn fan_out_and_queue_depth_are_measured() {
     // 20 updates and the subscribe acknowledgement passed through the queue.
     assert!(metric(&srv, "flux_ws_queue_depth_messages_count") >= 21.0);
     assert_eq!(metric(&srv, "flux_ws_subscriptions"), 1.0);
+}
+
+/// Requests applied back to back (pipelined on one connection) reach a subscriber's
+/// shard as a few deliveries, not one per request: the owner's flush task ships what
+/// the runnable ingestion work applied. Order and completeness are unchanged.
+#[test]
+fn back_to_back_requests_share_deliveries() {
+    const N: usize = 50;
+    let srv = Server::start_with(&[("FLUX_SHARDS", "1")]);
+    let mut ws = WsClient::connect(srv.port());
+    ws.subscribe("*");
+    let mut pipelined = Vec::new();
+    for i in 0..N {
+        pipelined.extend(post_request(
+            "/api/events",
+            &event("bb-1", &format!(r#"{{"seq":{i}}}"#)),
+        ));
+    }
+    let mut c = srv.connect();
+    c.send(&pipelined);
+    for _ in 0..N {
+        assert_eq!(c.read_response().status, 200);
+    }
+    let got = ws.updates(N, Duration::from_secs(5));
+    let seqs: Vec<i64> = got.iter().map(|(_, _, v)| v.as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..N as i64).collect::<Vec<_>>(),
+        "every update, in order"
+    );
+    let deliveries = metric(&srv, "flux_ws_fanout_latency_seconds_count");
+    assert!(
+        (1.0..=5.0).contains(&deliveries),
+        "{N} pipelined requests took {deliveries} deliveries"
+    );
 }
 
 #[test]
