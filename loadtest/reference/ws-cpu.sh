@@ -33,9 +33,8 @@ upd = j.get("subscribers", {}).get("state_updates", 0)
 print(ev, upd, (u1 - u0) / 100, (s1 - s0) / 100, float(tu), float(ts))
 PY
 }
-shift_args=("$@")
-read -r e0 _ su0 ss0 tu0 ts0 < <(set -- 0 "${shift_args[@]}"; run "$@")
-read -r e1 n1 su1 ss1 tu1 ts1 < <(set -- "$SUBS" "${shift_args[@]}"; run "$@")
+read -r e0 _ su0 ss0 tu0 ts0 < <(run 0 "$@")
+read -r e1 n1 su1 ss1 tu1 ts1 < <(run "$SUBS" "$@")
 python3 - "$e0" "$su0" "$ss0" "$tu0" "$ts0" "$e1" "$n1" "$su1" "$ss1" "$tu1" "$ts1" "$SUBS" "$DUR" <<'PY'
 import sys
 e0, su0, ss0, tu0, ts0, e1, n1, su1, ss1, tu1, ts1 = (float(x) for x in sys.argv[1:12])

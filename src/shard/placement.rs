@@ -305,8 +305,9 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let deadline = started + STARTUP_TIMEOUT;
     let mut ready = 0;
     while ready < count {
-        if joined_count.load(Ordering::Acquire) < count && started.elapsed() > MESH_JOIN_STALL {
-            restart_stalled_start(joined_count.load(Ordering::Acquire), count)?;
+        let joined = joined_count.load(Ordering::Acquire);
+        if joined < count && started.elapsed() > MESH_JOIN_STALL {
+            restart_stalled_start(joined, count)?;
         }
         // A signal during start-up stops it, as it would a running server.
         if let Some(sig) = pending_signal(&sigset) {
