@@ -250,10 +250,6 @@ pub struct Config {
     )]
     pub io_memory_kib: usize,
 
-    /// Fault injection for tests (`abort-after-intent`); never set in production.
-    #[arg(long = "failpoint", env = "FLUX_FAILPOINT", hide = true)]
-    pub failpoint: Option<String>,
-
     /// Milliseconds a shutdown waits for open requests before exiting.
     #[arg(
         long = "shutdown-grace-ms",

@@ -5,6 +5,8 @@
 //! | module | concern |
 //! |---|---|
 //! | [`config`] | environment variables and flags |
+//! | [`dirlock`] | one server per data directory (`flock` on `flux.lock`) |
+//! | [`failpoint`] | fault-injection hooks, only with the `failpoints` feature (tests) |
 //! | [`limits`] | every named bound and what hitting it does |
 //! | [`shard`] | executors (`placement`), id → shard (`router`), cross-shard messages (`mesh`) |
 //! | [`net`] | per-shard listener and the connection loop |
@@ -24,7 +26,9 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dirlock;
 pub mod event;
+pub mod failpoint;
 pub mod http;
 pub mod ids;
 pub mod ingest;

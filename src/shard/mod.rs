@@ -281,7 +281,7 @@ impl Shard {
         let end = self.log_and_apply(FRAME_INTENT, &prefix, &mut own.buf, &suffix)?;
         // reserve() may have rolled to a new segment: the frame starts at or after `lsn`.
         self.open_intents.borrow_mut().insert(txn, lsn);
-        if self.config.failpoint.as_deref() == Some("abort-after-intent") {
+        if crate::failpoint::on("abort-after-intent") {
             // Test hook: die between the coordinator's append and the others'.
             eprintln!("flux: failpoint abort-after-intent");
             std::process::abort();

@@ -170,6 +170,22 @@ fn check_data_layout(dir: &std::path::Path, count: usize) -> Result<(), StartErr
     }
 }
 
+/// Refuses an address that another process already serves. Every shard binds with
+/// SO_REUSEPORT, which lets a second server on the same port silently take part of
+/// the connections; a probe bound without it (std sets only SO_REUSEADDR, so
+/// TIME_WAIT leftovers of an earlier run do not count) fails with EADDRINUSE while
+/// any listener holds the address. The probe is closed before the shards bind.
+fn check_address_free(addr: std::net::SocketAddr) -> Result<(), StartError> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_probe) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(StartError(format!(
+            "the address {addr} is already in use by another process (another flux server?); \
+             stop it or choose another FLUX_LISTEN / PORT"
+        ))),
+        Err(e) => Err(StartError(format!("cannot bind {addr}: {e}"))),
+    }
+}
+
 /// Runs the server until a signal stops it.
 pub fn run(cfg: Config) -> Result<(), StartError> {
     let cfg = Arc::new(cfg);
@@ -180,6 +196,9 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
             cfg.data_dir.display()
         ))
     })?;
+    // Before anything in the directory is read or written: one server per directory.
+    let _dir_lock = crate::dirlock::lock(&cfg.data_dir).map_err(|e| StartError(e.to_string()))?;
+    check_address_free(cfg.listen_addr())?;
     check_data_layout(&cfg.data_dir, count)?;
     let sigset = block_signals();
     let auth = crate::auth::Auth::open(&cfg).map_err(StartError)?;
@@ -220,7 +239,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 .detach();
                 // Test hook: shard 0 of a first attempt never joins (a stalled start).
                 if i == 0
-                    && cfg2.failpoint.as_deref() == Some("mesh-join-stall")
+                    && crate::failpoint::on("mesh-join-stall")
                     && std::env::var_os(START_ATTEMPT_ENV).is_none()
                 {
                     std::future::pending::<()>().await;

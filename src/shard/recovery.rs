@@ -271,7 +271,7 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
         );
     }
     let mut log = log;
-    if cfg.failpoint.as_deref() == Some("enospc-marker") {
+    if crate::failpoint::on("enospc-marker") {
         log.set_enospc_marker(cfg.data_dir.join(".fail-enospc"));
     }
     let entities = store.len();

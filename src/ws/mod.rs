@@ -163,7 +163,7 @@ impl Hub {
             flush_waker: RefCell::new(None),
             queue_bytes: config.ws_queue_bytes,
             task_queue: Cell::new(None),
-            inboxes_full: config.failpoint.as_deref() == Some("ws-inbox-full"),
+            inboxes_full: crate::failpoint::on("ws-inbox-full"),
         }
     }
 

@@ -54,6 +54,17 @@ pub fn free_port() -> u16 {
     panic!("no free port found");
 }
 
+/// Failpoints exist only in a build with the `failpoints` feature; a test that arms one
+/// against a build without it would test nothing, so it stops here, loudly.
+pub fn require_failpoints_if_armed(env: &[(&str, &str)]) {
+    if env.iter().any(|(k, _)| *k == "FLUX_FAILPOINT") && !cfg!(feature = "failpoints") {
+        panic!(
+            "this test arms FLUX_FAILPOINT, which needs the `failpoints` feature: run \
+             `cargo test --workspace --all-features` (the README's test command)"
+        );
+    }
+}
+
 /// A command for the flux binary without any FLUX_* (or PORT) variable inherited from
 /// the environment of the test run.
 pub fn flux_command() -> Command {
@@ -137,6 +148,7 @@ impl Server {
     /// Spawns a server on a free port without waiting for it; None if the port turned
     /// out to be taken.
     pub fn spawn(env: &[(&str, &str)]) -> Option<Server> {
+        require_failpoints_if_armed(env);
         let port = free_port();
         // Someone else listening there would answer our health checks.
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
