@@ -13,7 +13,7 @@ use crate::http::respond;
 use crate::ingest::decode::{DecodeError, EventRef};
 use crate::json;
 use crate::limits::BATCH_EVENTS_MAX;
-use crate::shard::{ApplyError, Shard, ShardId};
+use crate::shard::Shard;
 use crate::time;
 
 /// The id to report: the client's, or a fresh UUIDv7 written into `buf`.
@@ -81,17 +81,7 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
         }
     }
     let sync = shard.sync_always() || req.sync_always;
-    let result = if owner == shard.id {
-        match shard.apply_local(&mut batch) {
-            Ok(end) if sync => shard.sync_to(end).await,
-            r => r.map(|_| ()),
-        }
-    } else {
-        match shard.mesh.send_apply(owner, batch, sync).await {
-            Ok(rx) => rx.await.unwrap_or(Err(ApplyError::Unavailable)),
-            Err(_) => Err(ApplyError::Unavailable),
-        }
-    };
+    let result = crate::shard::txn::apply_single(shard, owner, &mut batch, sync).await;
     match result {
         Ok(()) => respond::json(out, 200, req.persist, b"", body),
         Err(e) => super::apply_failed(out, req, &e),
@@ -252,7 +242,8 @@ pub async fn post_batch(
         }
     }
 
-    let result = apply_parts(shard, &mut batches, shard.sync_always() || req.sync_always).await;
+    let sync = shard.sync_always() || req.sync_always;
+    let result = crate::shard::txn::apply_batch(shard, &mut batches, sync).await;
     if let Err(e) = result {
         super::apply_failed(out, req, &e);
         return;
@@ -263,62 +254,4 @@ pub async fn post_batch(
     body.extend_from_slice(results);
     body.extend_from_slice(b"]}");
     respond::json(out, 200, req.persist, b"", body);
-}
-
-/// Applies one request's parts on their owning shards. A single owner takes one
-/// frame there; several owners go through the coordinator's intent (`log::txn`), so a
-/// crash leaves the batch entirely present or entirely absent.
-async fn apply_parts(
-    shard: &Shard,
-    batches: &mut [EventBatch],
-    sync: bool,
-) -> Result<(), ApplyError> {
-    let me = shard.id.index();
-    let owners = batches.iter().filter(|b| !b.is_empty()).count();
-    let mut own_end = None;
-    let mut txn = None;
-    if owners > 1 {
-        // Every part carries the ingest time in the intent, for a redo at recovery.
-        let now = crate::time::now_ms();
-        for b in batches.iter_mut() {
-            b.stamp_ingest(now);
-        }
-        let mut own = std::mem::take(&mut batches[me]);
-        let others: Vec<(u16, &EventBatch)> = batches
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| *i != me && !b.is_empty())
-            .map(|(i, b)| (i as u16, b))
-            .collect();
-        let (t, end) = shard.apply_intent(&mut own, &others)?;
-        txn = Some(t);
-        own_end = Some(end);
-    }
-    // Ship every remote part, then (single-owner case) apply the local one, then wait.
-    let mut pending = Vec::new();
-    let mut result: Result<(), ApplyError> = Ok(());
-    for (i, batch) in batches.iter_mut().enumerate() {
-        if i == me || batch.is_empty() {
-            continue;
-        }
-        let mut part = std::mem::take(batch);
-        part.txn = txn;
-        match shard.mesh.send_apply(ShardId(i as u16), part, sync).await {
-            Ok(rx) => pending.push(rx),
-            Err(_) => result = Err(ApplyError::Unavailable),
-        }
-    }
-    if own_end.is_none() && !batches[me].is_empty() {
-        own_end = Some(shard.apply_local(&mut batches[me])?);
-    }
-    if let (Some(end), true) = (own_end, sync) {
-        result = result.and(shard.sync_to(end).await);
-    }
-    for rx in pending {
-        result = result.and(rx.await.unwrap_or(Err(ApplyError::Unavailable)));
-    }
-    if let Some(t) = txn {
-        shard.close_intent(t, result.is_ok());
-    }
-    result
 }

@@ -62,7 +62,7 @@ pub async fn dispatch(
     }
     match endpoint {
         Endpoint::Health => {
-            respond::json(out, 200, req.persist, b"", b"{\"status\":\"ok\"}");
+            health(shard, req, out);
             Reply::Done
         }
         Endpoint::PostEvent => {
@@ -198,6 +198,21 @@ pub fn apply_failed(out: &mut Vec<u8>, req: &Request<'_>, e: &ApplyError) {
             let msg = format!("storage unavailable, the write was not applied: {msg}");
             respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
         }
+        ApplyError::Failed(msg) => {
+            let msg = format!("the write was not applied: {msg}");
+            respond::error(out, 503, req.persist, b"", &msg);
+        }
+        ApplyError::NotDurable(msg) => {
+            let msg = format!(
+                "the write was applied but could not be made durable ({msg}); the shard has \
+                 failed and refuses writes until restarted, and whether this write survives \
+                 the restart is unknown"
+            );
+            respond::error(out, 503, req.persist, b"", &msg);
+        }
+        ApplyError::Incomplete(msg) => {
+            respond::error(out, 503, req.persist, b"", msg);
+        }
     }
 }
 
@@ -211,6 +226,30 @@ pub fn unavailable(out: &mut Vec<u8>) {
         b"Retry-After: 1\r\n",
         "shutting down",
     );
+}
+
+/// `GET /health`: 200 `{"status":"ok"}`, or 503 `{"status":"failed","failed_shards":
+/// [{"shard","error"}]}` once a shard's log failed (it refuses writes until restart;
+/// reads go on).
+fn health(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
+    let failed = shard.shared.failed_shards();
+    if failed.is_empty() {
+        respond::json(out, 200, req.persist, b"", b"{\"status\":\"ok\"}");
+        return;
+    }
+    let mut body = b"{\"status\":\"failed\",\"failed_shards\":[".to_vec();
+    for (n, (i, cause)) in failed.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"shard\":");
+        crate::json::write_u64(&mut body, *i as u64);
+        body.extend_from_slice(b",\"error\":");
+        crate::json::write_str(&mut body, cause.as_bytes());
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"]}");
+    respond::json(out, 503, req.persist, b"", &body);
 }
 
 /// 503 while shards recover; `/health` reports progress.

@@ -21,63 +21,90 @@ pub struct Durability {
     syncing: Cell<bool>,
     /// Tasks waiting for the sync in flight to finish.
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
-    /// The last sync failed: writes are refused until one succeeds.
-    failed: Cell<bool>,
     /// Syncs completed (for metrics and tests).
     pub syncs: Cell<u64>,
+    /// Test hook (`FLUX_FAILPOINT=sync-fails`): the next sync fails, once.
+    pub fail_next: Cell<bool>,
 }
 
+/// A failed fdatasync is final: Linux may have dropped the dirty pages it could not
+/// write (and cleared the error), so a later sync that succeeds proves nothing about
+/// them (PostgreSQL's "fsyncgate"). The log is marked failed (`ShardLog::fail`), which
+/// refuses every append until a restart rebuilds the state from what is on disk.
+pub const SYNC_FAILED: &str = "log sync (fdatasync) failed";
+
 impl Durability {
-    /// Returns once everything below `lsn` is durable (or the sync failed).
+    /// Everything below this LSN is durable.
+    pub fn synced_lsn(&self) -> u64 {
+        self.synced_lsn.get()
+    }
+
+    /// Returns once everything below `lsn` is durable; an error if a sync failed
+    /// (now or before) while `lsn` was not yet durable.
     pub async fn sync_to(&self, log: &RefCell<Option<ShardLog>>, lsn: u64) -> io::Result<()> {
         loop {
             if self.synced_lsn.get() >= lsn {
                 return Ok(());
             }
+            if let Some(cause) = log.borrow().as_ref().and_then(ShardLog::failed) {
+                return Err(io::Error::other(cause.to_string()));
+            }
             if self.syncing.get() {
                 let (tx, rx) = oneshot::channel();
                 self.waiters.borrow_mut().push(tx);
                 let _ = rx.await;
-                if self.failed.get() {
-                    return Err(io::Error::other("log sync failed"));
-                }
                 continue;
             }
             self.sync_now(log).await?;
         }
     }
 
-    /// Syncs everything appended so far (one sync, shared by all who wait).
+    /// Syncs everything appended so far (one sync, shared by all who wait). On failure
+    /// the log is marked failed (see [`SYNC_FAILED`]).
     pub async fn sync_now(&self, log: &RefCell<Option<ShardLog>>) -> io::Result<()> {
         if self.syncing.get() {
             return Ok(());
         }
-        let Some((files, target, token)) = log.borrow().as_ref().map(ShardLog::sync_targets) else {
-            return Ok(());
+        let job = {
+            let log = log.borrow();
+            let Some(log) = log.as_ref() else {
+                return Ok(());
+            };
+            if let Some(cause) = log.failed() {
+                return Err(io::Error::other(cause.to_string()));
+            }
+            log.sync_targets()
         };
-        if target <= self.synced_lsn.get() {
+        if job.target_lsn <= self.synced_lsn.get() && job.dir.is_none() {
             return Ok(());
         }
         self.syncing.set(true);
-        let result = glommio::executor()
-            .spawn_blocking(move || -> io::Result<()> {
-                for f in &files {
-                    f.sync_data()?;
-                }
-                Ok(())
+        let inject = self.fail_next.replace(false);
+        let (job, result) = glommio::executor()
+            .spawn_blocking(move || {
+                let r = if inject {
+                    Err(io::Error::from_raw_os_error(libc::EIO))
+                } else {
+                    job.run()
+                };
+                (job, r)
             })
             .await;
         self.syncing.set(false);
         match &result {
             Ok(()) => {
                 if let Some(l) = log.borrow_mut().as_mut() {
-                    l.mark_synced(token);
+                    l.mark_synced(&job);
                 }
-                self.synced_lsn.set(self.synced_lsn.get().max(target));
-                self.failed.set(false);
+                self.synced_lsn
+                    .set(self.synced_lsn.get().max(job.target_lsn));
                 self.syncs.set(self.syncs.get() + 1);
             }
-            Err(_) => self.failed.set(true),
+            Err(e) => {
+                if let Some(l) = log.borrow_mut().as_mut() {
+                    l.fail(&format!("{SYNC_FAILED}: {e}"));
+                }
+            }
         }
         for w in self.waiters.borrow_mut().drain(..) {
             let _ = w.send(());

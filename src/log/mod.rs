@@ -19,6 +19,7 @@ pub mod segment;
 pub mod snapshot;
 pub mod txn;
 
+use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use frame::{frame_len, FRAME_HEADER_BYTES};
 use scan::{RecoveryMode, ScanError, ScanReport};
 use segment::{Segment, SegmentHeader};
 
-/// Frame kinds.
+// Frame kinds.
 /// Records of one request that only this shard owns: atomic as one frame.
 pub const FRAME_EVENTS: u8 = 1;
 /// A cross-shard batch as its coordinator logged it (`txn` module): every shard's part.
@@ -43,7 +44,25 @@ pub const FRAME_DONE: u8 = 4;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
 
+/// A segment's first frame after a roll-over: `[prev_end_lsn u64]`, the LSN just past
+/// the previous segment's last frame. Recovery compares it with where that segment's
+/// frames really end, which tells a lost tail (a power loss before the old segment was
+/// synced, while the new one already reached the disk) from the end of the log; see
+/// `scan`.
+pub const FRAME_SEAL: u8 = 5;
+/// Payload bytes of a seal frame.
+pub const SEAL_PAYLOAD_BYTES: usize = 8;
+
 /// The log of one shard.
+///
+/// Roll-over does not wait on the disk: the next segment is prepared ahead of need on
+/// the blocking pool (`spare_job` / `install_spare`: posix_fallocate, header, fsync)
+/// under a name recovery ignores, and rolling renames it into place and writes its
+/// seal frame. The old segment is synced by the next regular sync with everything
+/// else (`sync_targets`), the new name by a directory fsync in the same sync. Only
+/// when no spare is ready (the pool fell behind, or creating it failed) does a
+/// roll-over create the segment on the event loop, as the last resort
+/// (`rolls_without_spare` counts them).
 pub struct ShardLog {
     dir: PathBuf,
     shard: (u32, u32),
@@ -54,12 +73,31 @@ pub struct ShardLog {
     sync_files: Vec<Arc<File>>,
     /// Index of the oldest segment that may hold data not yet synced.
     unsynced_from: usize,
-    /// Test hook (`FLUX_FAILPOINT=enospc-marker`): while this file exists, creating a
-    /// segment fails with ENOSPC, as on a full disk.
-    enospc_marker: Option<PathBuf>,
+    /// Segment names made (by roll-overs) since the last directory fsync started.
+    names_unsynced: u64,
+    /// The next segment, prepared off the event loop; `None` until it is ready.
+    spare: Option<Segment>,
+    /// Frame bytes promised to prepared cross-shard parts (`hold`): a hold is granted
+    /// only while the active segment has room for every held frame or a spare is ready.
+    held_bytes: u64,
+    /// Set once the log can no longer be trusted to hold what was acknowledged (a
+    /// failed fdatasync, or a committed part that could not be appended): every
+    /// append is refused from then on. Only a restart (recovery from what is really on
+    /// disk) clears it.
+    failed: Option<Arc<str>>,
+    /// Test hook (`FLUX_FAILPOINT=enospc-marker`): while one of these files exists,
+    /// creating a segment fails with ENOSPC, as on a full disk.
+    enospc_markers: Vec<PathBuf>,
     /// New segments start at or above this: past a damaged last segment that a
     /// tolerant recovery skipped (its file keeps its name).
     base_floor: u64,
+    /// Roll-overs that had to create their segment on the event loop.
+    pub rolls_without_spare: u64,
+    /// Roll-overs in all.
+    pub rolls: u64,
+    /// When each segment stopped taking appends (its last write), by index; the active
+    /// one is `None`. Retention by age reads these instead of the file's mtime.
+    sealed_at: Vec<Option<std::time::SystemTime>>,
 }
 
 /// Why an append could not be made.
@@ -69,6 +107,78 @@ pub enum AppendError {
     Io(io::Error),
     /// The payload is larger than a segment can hold.
     TooLarge,
+    /// The log failed earlier (see `ShardLog::fail`); the cause.
+    Failed(Arc<str>),
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Io(e) => write!(f, "cannot create a log segment: {e}"),
+            AppendError::TooLarge => f.write_str("request part larger than a log segment"),
+            AppendError::Failed(cause) => write!(
+                f,
+                "this shard's log failed ({cause}); it refuses writes until the server is \
+                 restarted"
+            ),
+        }
+    }
+}
+
+/// Deletes segments taken out of a log (`ShardLog::detach_covered`, a stale spare):
+/// unmaps them, removes their files, and makes the removal durable. Blocking: run it
+/// on the blocking pool. Returns how many were deleted.
+pub fn delete_segments(dir: &Path, segments: Vec<Segment>) -> io::Result<usize> {
+    let n = segments.len();
+    for seg in segments {
+        let path = seg.path().to_path_buf();
+        drop(seg);
+        std::fs::remove_file(&path)?;
+    }
+    if n > 0 {
+        naming::sync_dir(dir)?;
+    }
+    Ok(n)
+}
+
+/// A spare segment to create on the blocking pool (`ShardLog::spare_job`).
+pub struct SpareJob {
+    dir: PathBuf,
+    header: SegmentHeader,
+    enospc_markers: Vec<PathBuf>,
+}
+
+impl SpareJob {
+    /// Creates the spare (blocking: posix_fallocate and fsync).
+    pub fn run(self) -> io::Result<Segment> {
+        if self.enospc_markers.iter().any(|m| m.exists()) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        Segment::create_spare(&self.dir, self.header)
+    }
+}
+
+/// What `sync_targets` asks the blocking pool to make durable.
+pub struct SyncJob {
+    pub files: Vec<Arc<File>>,
+    /// Fsync this directory too (a roll-over made a new segment name).
+    pub dir: Option<PathBuf>,
+    /// Everything below this LSN is durable once the job succeeded.
+    pub target_lsn: u64,
+    token: (usize, u64),
+}
+
+impl SyncJob {
+    /// fdatasync of every file, then the directory (blocking).
+    pub fn run(&self) -> io::Result<()> {
+        for f in &self.files {
+            f.sync_data()?;
+        }
+        if let Some(dir) = &self.dir {
+            naming::sync_dir(dir)?;
+        }
+        Ok(())
+    }
 }
 
 impl ShardLog {
@@ -83,12 +193,22 @@ impl ShardLog {
         on_frame: impl FnMut(u64, u8, &[u8]),
     ) -> Result<(ShardLog, ScanReport), ScanError> {
         std::fs::create_dir_all(dir).map_err(ScanError::Io)?;
+        naming::remove_spares(dir).map_err(ScanError::Io)?;
         let (segments, report) = scan::scan(dir, shard, from_lsn, mode, on_frame)?;
         let sync_files = segments
             .iter()
             .map(|s| s.file().try_clone().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()
             .map_err(ScanError::Io)?;
+        let sealed_at = segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (i + 1 < segments.len())
+                    .then(|| s.file().metadata().and_then(|m| m.modified()).ok())
+                    .flatten()
+            })
+            .collect();
         let unsynced_from = segments.len().saturating_sub(1);
         Ok((
             ShardLog {
@@ -98,8 +218,15 @@ impl ShardLog {
                 segments,
                 sync_files,
                 unsynced_from,
-                enospc_marker: None,
+                names_unsynced: 0,
+                spare: None,
+                held_bytes: 0,
+                failed: None,
+                enospc_markers: Vec::new(),
                 base_floor: report.end_lsn,
+                rolls_without_spare: 0,
+                rolls: 0,
+                sealed_at,
             },
             report,
         ))
@@ -110,47 +237,170 @@ impl ShardLog {
         self.segments.last().map_or(0, Segment::write_lsn)
     }
 
+    /// The cause, once the log has failed.
+    pub fn failed(&self) -> Option<&Arc<str>> {
+        self.failed.as_ref()
+    }
+
+    /// Marks the log failed: every later append is refused with `cause`.
+    pub fn fail(&mut self, cause: &str) {
+        if self.failed.is_none() {
+            self.failed = Some(cause.into());
+        }
+    }
+
+    /// Base LSN of the segment that follows the active one.
+    fn next_base(&self) -> u64 {
+        self.segments
+            .last()
+            .map_or(0, Segment::end_lsn)
+            .max(self.base_floor)
+    }
+
+    /// Bytes a fresh segment has for frames (after its header and seal frame).
+    fn fresh_room(&self) -> u64 {
+        self.segment_bytes
+            - segment::SEGMENT_HEADER_BYTES as u64
+            - frame_len(SEAL_PAYLOAD_BYTES) as u64
+    }
+
+    fn active_room(&self) -> u64 {
+        self.segments
+            .last()
+            .map_or(0, |s| s.end_lsn() - s.write_lsn())
+    }
+
     /// Makes room for a frame with `payload_len` bytes of payload and returns the LSN
     /// it will get; rolls to a new segment when the active one is full.
     pub fn reserve(&mut self, payload_len: usize) -> Result<u64, AppendError> {
+        if let Some(cause) = &self.failed {
+            return Err(AppendError::Failed(cause.clone()));
+        }
         let need = frame_len(payload_len) as u64;
-        if need + segment::SEGMENT_HEADER_BYTES as u64 > self.segment_bytes {
+        if need > self.fresh_room() {
             return Err(AppendError::TooLarge);
         }
-        let fits = self
-            .segments
-            .last()
-            .is_some_and(|s| s.write_lsn() + need <= s.end_lsn());
-        if !fits {
-            // Torn tails are only cut in the last segment, so the one being left must
-            // be complete on disk before another follows it. This blocks the shard for
-            // one fdatasync per segment (every `segment_bytes` of log).
-            if let Some(last) = self.segments.last() {
-                last.file().sync_data().map_err(AppendError::Io)?;
-            }
-            if self.enospc_marker.as_ref().is_some_and(|m| m.exists()) {
-                return Err(AppendError::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
-            }
-            let base = self
-                .segments
-                .last()
-                .map_or(0, Segment::end_lsn)
-                .max(self.base_floor);
-            let seg = Segment::create(
-                &self.dir,
-                SegmentHeader {
-                    shard_id: self.shard.0,
-                    shard_count: self.shard.1,
-                    base_lsn: base,
-                    size_bytes: self.segment_bytes,
-                },
-            )
-            .map_err(AppendError::Io)?;
-            let f = seg.file().try_clone().map_err(AppendError::Io)?;
-            self.segments.push(seg);
-            self.sync_files.push(Arc::new(f));
+        if self.segments.is_empty() || need > self.active_room() {
+            self.roll()?;
         }
         Ok(self.write_lsn())
+    }
+
+    /// Switches appends to the next segment: the spare if one is ready, else one
+    /// created here (blocking). Writes the new segment's seal frame.
+    fn roll(&mut self) -> Result<(), AppendError> {
+        let base = self.next_base();
+        let seg = match self.spare.take() {
+            Some(mut spare) if spare.base_lsn() == base => {
+                spare.promote().map_err(AppendError::Io)?;
+                self.names_unsynced += 1;
+                spare
+            }
+            stale => {
+                if let Some(stale) = stale {
+                    // Cannot happen while spares are made for `next_base`; harmless.
+                    let _ = std::fs::remove_file(stale.path());
+                }
+                if self.enospc_markers.iter().any(|m| m.exists()) {
+                    return Err(AppendError::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
+                }
+                self.rolls_without_spare += 1;
+                Segment::create(&self.dir, self.header_for(base)).map_err(AppendError::Io)?
+            }
+        };
+        let f = seg.file().try_clone().map_err(AppendError::Io)?;
+        let prev_end = self.segments.last().map(Segment::write_lsn);
+        if let Some(at) = self.sealed_at.last_mut() {
+            *at = Some(std::time::SystemTime::now());
+        }
+        self.segments.push(seg);
+        self.sync_files.push(Arc::new(f));
+        self.sealed_at.push(None);
+        self.rolls += 1;
+        if let Some(prev_end) = prev_end {
+            self.append(FRAME_SEAL, &prev_end.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    fn header_for(&self, base: u64) -> SegmentHeader {
+        SegmentHeader {
+            shard_id: self.shard.0,
+            shard_count: self.shard.1,
+            base_lsn: base,
+            size_bytes: self.segment_bytes,
+        }
+    }
+
+    /// The spare segment to prepare, if none is ready for the next roll-over (and the
+    /// log has not failed).
+    pub fn spare_job(&self) -> Option<SpareJob> {
+        let base = self.next_base();
+        let ready = self.spare.as_ref().is_some_and(|s| s.base_lsn() == base);
+        (!ready && self.failed.is_none()).then(|| SpareJob {
+            dir: self.dir.clone(),
+            header: self.header_for(base),
+            enospc_markers: self.enospc_markers.clone(),
+        })
+    }
+
+    /// Installs a spare made by a `SpareJob`; gives it back when it is no longer the
+    /// next segment (the caller deletes it off the event loop).
+    pub fn install_spare(&mut self, seg: Segment) -> Option<Segment> {
+        if seg.base_lsn() != self.next_base() || self.spare.is_some() {
+            return Some(seg);
+        }
+        self.spare = Some(seg);
+        None
+    }
+
+    /// Whether a spare is ready for the next roll-over.
+    pub fn spare_ready(&self) -> bool {
+        self.spare
+            .as_ref()
+            .is_some_and(|s| s.base_lsn() == self.next_base())
+    }
+
+    /// Promises room for a frame of `payload_len` bytes to a prepared cross-shard part
+    /// (see `shard::txn`): granted while the active segment has room for every held
+    /// frame, or a spare is ready (a roll-over into it cannot fail). Nothing is
+    /// written. `release_hold` gives the room back.
+    pub fn hold(&mut self, payload_len: usize) -> Result<(), AppendError> {
+        if let Some(cause) = &self.failed {
+            return Err(AppendError::Failed(cause.clone()));
+        }
+        let need = frame_len(payload_len) as u64;
+        if need > self.fresh_room() {
+            return Err(AppendError::TooLarge);
+        }
+        let fits = self.active_room() >= self.held_bytes + need
+            || (self.spare_ready() && self.held_bytes + need <= self.fresh_room());
+        if !fits {
+            // No spare is ready: make the next segment now (the slow path of a
+            // roll-over that would follow anyway), so that the answer is certain.
+            if self.enospc_markers.iter().any(|m| m.exists()) {
+                return Err(AppendError::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
+            }
+            if self.held_bytes + need > self.fresh_room() {
+                return Err(AppendError::Io(io::Error::other(
+                    "too many cross-shard parts prepared at once; try again",
+                )));
+            }
+            let base = self.next_base();
+            let seg =
+                Segment::create_spare(&self.dir, self.header_for(base)).map_err(AppendError::Io)?;
+            self.rolls_without_spare += 1;
+            self.spare = Some(seg);
+        }
+        self.held_bytes += need;
+        Ok(())
+    }
+
+    /// Gives back a hold's room (its part was appended, or the batch was abandoned).
+    pub fn release_hold(&mut self, payload_len: usize) {
+        let need = frame_len(payload_len) as u64;
+        debug_assert!(self.held_bytes >= need, "released more than was held");
+        self.held_bytes = self.held_bytes.saturating_sub(need);
     }
 
     /// Appends a frame; `reserve` must have been called for this payload length just
@@ -171,17 +421,25 @@ impl ShardLog {
         seg.write_lsn()
     }
 
-    /// Descriptors to fdatasync so that everything appended so far is durable, the
-    /// LSN that syncing them covers, and a token for `mark_synced`.
-    pub fn sync_targets(&self) -> (Vec<Arc<File>>, u64, usize) {
-        let files = self.sync_files[self.unsynced_from..].to_vec();
-        (files, self.write_lsn(), self.segments.len())
+    /// What to make durable so that everything appended so far is: the segments that
+    /// may hold unsynced data (oldest first) and, after a roll-over, the directory.
+    pub fn sync_targets(&self) -> SyncJob {
+        SyncJob {
+            files: self.sync_files[self.unsynced_from..].to_vec(),
+            dir: (self.names_unsynced > 0).then(|| self.dir.clone()),
+            target_lsn: self.write_lsn(),
+            token: (self.segments.len(), self.names_unsynced),
+        }
     }
 
-    /// After a successful sync of `sync_targets`: only the then-active segment (and
-    /// newer ones) can still hold unsynced data.
-    pub fn mark_synced(&mut self, token: usize) {
-        self.unsynced_from = self.unsynced_from.max(token.saturating_sub(1));
+    /// After `job` succeeded: only the then-active segment (and newer ones) can still
+    /// hold unsynced data, and the names it covered are durable.
+    pub fn mark_synced(&mut self, job: &SyncJob) {
+        let (segments, names) = job.token;
+        self.unsynced_from = self.unsynced_from.max(segments.saturating_sub(1));
+        if job.dir.is_some() {
+            self.names_unsynced -= names.min(self.names_unsynced);
+        }
     }
 
     /// The bytes from `lsn` to the end of its segment (a record inside a frame, for
@@ -196,16 +454,18 @@ impl ShardLog {
     /// Byte offset of a frame's payload relative to its LSN.
     pub const PAYLOAD_OFFSET: u64 = FRAME_HEADER_BYTES as u64;
 
-    /// Deletes segments that end at or before `covered` (a snapshot's replay point),
-    /// oldest first, while what remains after them is at least `keep_bytes` or while
-    /// they are older than `keep_age` (by modification time). Never the active one.
-    pub fn remove_covered(
+    /// Takes out of the log the segments that end at or before `covered` (a
+    /// snapshot's replay point), oldest first, while what remains after them is at
+    /// least `keep_bytes` or while they stopped taking appends longer than `keep_age`
+    /// ago. Never the active one. The caller deletes their files off the event loop
+    /// (`delete_segments`); history reads stop at the first LSN they no longer hold.
+    pub fn detach_covered(
         &mut self,
         covered: u64,
         keep_bytes: u64,
         keep_age: Option<std::time::Duration>,
-    ) -> io::Result<usize> {
-        let mut removed = 0;
+    ) -> Vec<Segment> {
+        let mut detached = Vec::new();
         while self.segments.len() > 1 {
             let first = &self.segments[0];
             if first.end_lsn() > covered {
@@ -213,34 +473,337 @@ impl ShardLog {
             }
             let newer_bytes = self.write_lsn() - first.end_lsn();
             let old = keep_age.is_some_and(|age| {
-                std::fs::metadata(first.path())
-                    .and_then(|m| m.modified())
-                    .ok()
+                self.sealed_at[0]
                     .and_then(|t| t.elapsed().ok())
                     .is_some_and(|e| e > age)
             });
             if newer_bytes < keep_bytes && !old {
                 break;
             }
-            let path = first.path().to_path_buf();
-            std::fs::remove_file(&path)?;
-            self.segments.remove(0);
+            detached.push(self.segments.remove(0));
             self.sync_files.remove(0);
+            self.sealed_at.remove(0);
             self.unsynced_from = self.unsynced_from.saturating_sub(1);
-            removed += 1;
         }
-        if removed > 0 {
-            std::fs::File::open(&self.dir)?.sync_all()?;
-        }
-        Ok(removed)
+        detached
     }
 
-    /// Arms the ENOSPC test hook (see `enospc_marker`).
-    pub fn set_enospc_marker(&mut self, marker: PathBuf) {
-        self.enospc_marker = Some(marker);
+    /// Arms the ENOSPC test hook (see `enospc_markers`).
+    pub fn set_enospc_markers(&mut self, markers: Vec<PathBuf>) {
+        self.enospc_markers = markers;
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer (`ShardLog`: spares, seals, holds, retention) paired with the reader
+    //! (`scan`), including what a power loss can leave behind a roll-over.
+
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    const SEGMENT_BYTES: u64 = 4096;
+    /// 100-byte payloads: 120-byte frames.
+    const PAYLOAD_BYTES: usize = 100;
+    const SHARD: (u32, u32) = (0, 1);
+
+    fn open(dir: &Path) -> (ShardLog, Vec<u64>, ScanReport) {
+        let mut lsns = Vec::new();
+        let (log, report) = ShardLog::open(
+            dir,
+            SHARD,
+            SEGMENT_BYTES,
+            0,
+            RecoveryMode::Strict,
+            |lsn, kind, _| {
+                if kind != FRAME_SEAL {
+                    lsns.push(lsn);
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("open failed: {e}"));
+        (log, lsns, report)
+    }
+
+    /// Appends `n` frames; returns their LSNs.
+    fn append_n(log: &mut ShardLog, n: usize) -> Vec<u64> {
+        (0..n)
+            .map(|i| {
+                let lsn = log.reserve(PAYLOAD_BYTES).unwrap();
+                log.append(FRAME_EVENTS, &[i as u8; PAYLOAD_BYTES]);
+                lsn
+            })
+            .collect()
+    }
+
+    fn prepare_spare(log: &mut ShardLog) {
+        let job = log.spare_job().expect("a spare is wanted");
+        assert!(log.install_spare(job.run().unwrap()).is_none());
+    }
+
+    fn seg_path(dir: &Path, base: u64) -> PathBuf {
+        dir.join(naming::segment_file_name(base))
+    }
+
+    #[test]
+    fn a_roll_over_takes_the_prepared_spare_and_seals_the_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        let mut written = append_n(&mut log, 1);
+        prepare_spare(&mut log);
+        assert!(dir
+            .path()
+            .join(naming::spare_file_name(SEGMENT_BYTES))
+            .exists());
+        written.extend(append_n(&mut log, 40));
+        // The first segment was made on the first append (no spare yet); the roll
+        // into segment 1 took the spare.
+        assert_eq!((log.rolls, log.rolls_without_spare), (2, 1));
+        assert!(!dir
+            .path()
+            .join(naming::spare_file_name(SEGMENT_BYTES))
+            .exists());
+        // The new segment opens with a seal naming where segment 0's frames end.
+        let seg0_end = written
+            .iter()
+            .copied()
+            .filter(|l| *l < SEGMENT_BYTES)
+            .max()
+            .unwrap()
+            + frame_len(PAYLOAD_BYTES) as u64;
+        let job = log.sync_targets();
+        assert!(job.dir.is_some(), "the new name needs a directory fsync");
+        job.run().unwrap();
+        log.mark_synced(&job);
+        assert!(log.sync_targets().dir.is_none());
+        let seg1 = std::fs::read(seg_path(dir.path(), SEGMENT_BYTES)).unwrap();
+        match frame::read_frame(&seg1[64..], SEGMENT_BYTES + 64) {
+            frame::FrameRead::Frame { kind, payload, .. } => {
+                assert_eq!(kind, FRAME_SEAL);
+                assert_eq!(payload, seg0_end.to_le_bytes());
+            }
+            _ => panic!("no seal frame"),
+        }
+        drop(log);
+        let (_, replayed, report) = open(dir.path());
+        assert_eq!(replayed, written);
+        assert!(report.torn_tail.is_none());
+        // A leftover spare is deleted by the next open.
+        let (mut log, _, _) = open(dir.path());
+        prepare_spare(&mut log);
+        drop(log);
+        open(dir.path());
+        assert!(naming::list_segments(dir.path()).unwrap().len() == 2);
+        let spares = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(naming::SPARE_SUFFIX)
+            })
+            .count();
+        assert_eq!(spares, 0);
+    }
+
+    #[test]
+    fn without_a_spare_a_roll_over_still_works_and_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        let written = append_n(&mut log, 80);
+        assert_eq!(log.rolls, log.rolls_without_spare);
+        assert!(log.rolls >= 2);
+        drop(log);
+        let (_, replayed, _) = open(dir.path());
+        assert_eq!(replayed, written);
+    }
+
+    /// Two segments written, then segment 0 loses what a power loss can take before
+    /// it was synced: its frames from `keep` on. The new segment (with its seal)
+    /// reached the disk. `damage` writes what is left at the first lost frame.
+    fn lost_tail_case(damage: impl FnOnce(&Path, u64), reason_part: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        prepare_spare(&mut log);
+        let written = append_n(&mut log, 40);
+        let in_seg0 = written.iter().filter(|l| **l < SEGMENT_BYTES).count();
+        drop(log);
+        let keep = in_seg0 - 3;
+        let cut_lsn = written[keep];
+        let seg0 = seg_path(dir.path(), 0);
+        let f = std::fs::OpenOptions::new().write(true).open(&seg0).unwrap();
+        f.write_all_at(&vec![0u8; (SEGMENT_BYTES - cut_lsn) as usize], cut_lsn)
+            .unwrap();
+        damage(&seg0, cut_lsn);
+
+        let (mut log, replayed, report) = open(dir.path());
+        assert_eq!(
+            replayed,
+            written[..keep],
+            "the log ends where segment 0 does"
+        );
+        let cut = report.torn_tail.expect("the cut is reported");
+        assert_eq!((cut.path, cut.lsn), (seg0.clone(), cut_lsn));
+        assert!(cut.reason.contains(reason_part), "{}", cut.reason);
+        assert!(cut.dropped_bytes > 0);
+        assert_eq!(report.end_lsn, cut_lsn);
+        assert!(!seg_path(dir.path(), SEGMENT_BYTES).exists());
+        assert!(dir
+            .path()
+            .join(format!("{}.lost", naming::segment_file_name(SEGMENT_BYTES)))
+            .exists());
+        // Appends continue at the cut and roll into a new segment 1, cleanly.
+        let more = append_n(&mut log, 40);
+        assert_eq!(more[0], cut_lsn);
+        drop(log);
+        let (_, replayed, report) = open(dir.path());
+        assert!(report.torn_tail.is_none());
+        let mut all = written[..keep].to_vec();
+        all.extend(more);
+        assert_eq!(replayed, all);
+    }
+
+    #[test]
+    fn a_lost_tail_before_a_sealed_segment_ends_the_log_there() {
+        lost_tail_case(|_, _| {}, "seal expects more");
+    }
+
+    #[test]
+    fn a_torn_frame_before_a_sealed_segment_is_a_torn_tail() {
+        // Half of the first lost frame reached the disk: a bad frame, zeros after.
+        lost_tail_case(
+            |seg0, lsn| {
+                let f = std::fs::OpenOptions::new().write(true).open(seg0).unwrap();
+                let mut half = vec![0u8; 60];
+                half[..4].copy_from_slice(&120u32.to_le_bytes());
+                half[4..].fill(7);
+                f.write_all_at(&half, lsn).unwrap();
+            },
+            "",
+        );
+    }
+
+    #[test]
+    fn garbage_where_the_seal_says_the_segment_ended_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        prepare_spare(&mut log);
+        let written = append_n(&mut log, 40);
+        let seg0_end = written
+            .iter()
+            .copied()
+            .filter(|l| *l < SEGMENT_BYTES)
+            .max()
+            .unwrap()
+            + frame_len(PAYLOAD_BYTES) as u64;
+        drop(log);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(seg_path(dir.path(), 0))
+            .unwrap();
+        f.write_all_at(&[9u8; 8], seg0_end).unwrap();
+        let r = ShardLog::open(
+            dir.path(),
+            SHARD,
+            SEGMENT_BYTES,
+            0,
+            RecoveryMode::Strict,
+            |_, _, _| {},
+        );
+        match r {
+            Err(ScanError::Corrupt(c)) => assert_eq!(c.lsn, seg0_end),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn an_empty_segment_after_a_torn_tail_is_dropped_and_the_tail_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        prepare_spare(&mut log);
+        let written = append_n(&mut log, 34);
+        let in_seg0 = written.iter().filter(|l| **l < SEGMENT_BYTES).count();
+        assert!(in_seg0 < written.len(), "rolled");
+        drop(log);
+        // Nothing of segment 1 reached the disk but its header; segment 0's last
+        // frame is torn.
+        let seg1 = seg_path(dir.path(), SEGMENT_BYTES);
+        let f = std::fs::OpenOptions::new().write(true).open(&seg1).unwrap();
+        f.write_all_at(&vec![0u8; SEGMENT_BYTES as usize - 64], 64)
+            .unwrap();
+        let last = written[in_seg0 - 1];
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(seg_path(dir.path(), 0))
+            .unwrap();
+        f.write_all_at(&[0u8; 50], last + 70).unwrap();
+        let (_, replayed, report) = open(dir.path());
+        assert_eq!(replayed, written[..in_seg0 - 1]);
+        assert_eq!(report.torn_tail.unwrap().lsn, last);
+        assert!(!seg1.exists(), "the empty segment is deleted");
+    }
+
+    #[test]
+    fn holds_promise_room_and_refuse_on_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        append_n(&mut log, 1);
+        // Room in the active segment: granted without a spare.
+        log.hold(PAYLOAD_BYTES).unwrap();
+        assert!(!log.spare_ready());
+        // More than the active segment has: a spare is made for it.
+        log.hold(3800).unwrap();
+        assert!(log.spare_ready());
+        log.release_hold(3800);
+        log.release_hold(PAYLOAD_BYTES);
+        // A full disk: no room, no spare, and none can be made.
+        let marker = dir.path().join(".fail-enospc");
+        std::fs::write(&marker, b"").unwrap();
+        log.set_enospc_markers(vec![marker]);
+        let _ = append_n(&mut log, 1); // not full yet: the active segment has room
+        let mut log2 = log;
+        log2.spare = None;
+        match log2.hold(3900) {
+            Err(AppendError::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOSPC)),
+            other => panic!("{other:?}"),
+        }
+        // Too large for any segment.
+        assert!(matches!(log2.hold(5000), Err(AppendError::TooLarge)));
+    }
+
+    #[test]
+    fn a_failed_log_refuses_appends_and_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        append_n(&mut log, 1);
+        log.fail("log sync (fdatasync) failed: EIO");
+        assert!(matches!(log.reserve(10), Err(AppendError::Failed(_))));
+        assert!(matches!(log.hold(10), Err(AppendError::Failed(_))));
+        assert!(log.spare_job().is_none());
+    }
+
+    #[test]
+    fn retention_detaches_covered_segments_and_deletes_them_off_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        append_n(&mut log, 100);
+        let segments = naming::list_segments(dir.path()).unwrap().len();
+        assert!(segments >= 3);
+        let covered = log.write_lsn();
+        let detached = log.detach_covered(covered, 0, None);
+        assert_eq!(detached.len(), segments - 1, "all but the active one");
+        assert_eq!(delete_segments(dir.path(), detached).unwrap(), segments - 1);
+        assert_eq!(naming::list_segments(dir.path()).unwrap().len(), 1);
+        // Kept by size: nothing when the rest is smaller than keep_bytes.
+        append_n(&mut log, 100);
+        assert!(log
+            .detach_covered(log.write_lsn(), u64::MAX, None)
+            .is_empty());
     }
 }

@@ -22,6 +22,35 @@ pub fn segment_file_name(base_lsn: u64) -> String {
     )
 }
 
+/// Suffix of a segment prepared ahead of need (`Segment::create_spare`): ignored by
+/// [`list_segments`], renamed into place by a roll-over, deleted by recovery.
+pub const SPARE_SUFFIX: &str = ".spare";
+
+/// `spare_file_name(0) == "00000000000000000000.seg.spare"`.
+pub fn spare_file_name(base_lsn: u64) -> String {
+    format!("{}{SPARE_SUFFIX}", segment_file_name(base_lsn))
+}
+
+/// Deletes spare segments left in `dir` by an earlier run (they hold no frames: a
+/// spare becomes a segment, by rename, before anything is written into it).
+pub fn remove_spares(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let is_spare = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(SPARE_SUFFIX))
+            .and_then(parse_segment_file_name)
+            .is_some();
+        if is_spare && entry.file_type()?.is_file() {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The base LSN of a segment file name, or `None` for any other name. Only the exact
 /// form written by [`segment_file_name`] is accepted (20 ASCII digits, `.seg`), so a
 /// name and its LSN map one to one.
@@ -80,7 +109,7 @@ pub fn remove_segments_below(dir: &Path, lsn: u64) -> io::Result<usize> {
 }
 
 /// Makes the creation, renaming or removal of entries of `dir` durable.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 

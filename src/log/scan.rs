@@ -13,12 +13,22 @@
 //! | `End`, zeros after, earlier segment              | unused tail of a roll-over: next segment | same        | `roll_over_across_three_segments` |
 //! | bad frame, zeros after, last segment             | torn tail: cut, reported, appends go there | same      | `torn_tail_*`, `torn_header_*` |
 //! | bad frame, written bytes after (`End` included)  | `Corrupt`                 | rest of segment skipped, recorded; a damaged last segment is never appended to | `flipped_byte_mid_last_segment_*`, `zero_length_*`, `implausible_length_*` |
-//! | bad frame in an earlier segment                  | `Corrupt`                 | as above                   | `flipped_byte_in_an_earlier_segment_*` |
+//! | bad frame, zeros after, earlier segment, next segment's seal expects more | torn tail: cut there, later segments set aside (`.lost`) | same | `log::tests::a_torn_frame_before_a_sealed_segment_*` |
+//! | `End`, zeros after, earlier segment, next segment's seal expects more (the tail was lost) | same: the log ends there | same | `log::tests::a_lost_tail_before_a_sealed_segment_*` |
+//! | bad frame, zeros after, earlier segment, next segment empty and last | torn tail: cut, the empty segment deleted | same | `log::tests::an_empty_segment_after_*` |
+//! | written bytes where the next segment's seal says frames ended, or frames past it | `Corrupt` | recorded, go on | `log::tests::garbage_where_the_seal_*` |
+//! | bad frame in an earlier segment (no seal after it)  | `Corrupt`                 | as above                   | `flipped_byte_in_an_earlier_segment_*` |
 //! | bad header: magic, version, crc, name, length    | `BadHeader`               | segment skipped, recorded  | `truncated_*`, `bad_magic_and_bad_header_crc` |
 //! | header of another shard or shard count           | `ShardMismatch`           | same                       | `segment_of_another_shard_*` |
 //! | base LSN ≠ previous segment's end                | `Gap`                     | recorded, go on            | `missing_middle_segment_is_a_gap` |
 //! | first segment starts above `from_lsn`            | `Gap`                     | recorded, go on            | `missing_first_segment_is_a_gap`, `retention_*` |
 //! | log ends below `from_lsn`                        | `FromBeyondEnd`           | same                       | `from_lsn_beyond_the_end_is_refused` |
+//!
+//! Seals: a roll-over does not wait for the old segment to be synced, so a power loss
+//! can leave the new segment on disk while the old one lost its tail. Each new
+//! segment's first frame (`FRAME_SEAL`) records where the old one's frames ended, and
+//! the rows above that mention a seal turn such a hole into the end of the log (see
+//! `Prev`). Segments written before seals existed have none and follow the old rules.
 //!
 //! Segments wholly below `from_lsn` (the next segment starts at or below it) are not
 //! opened, checked or returned: the snapshot covers them and retention deletes them.
@@ -219,6 +229,8 @@ pub fn scan(
         .take_while(|pair| pair[1].0 <= from_lsn)
         .count();
     let mut next_base = NextBase::AtOrBelow(from_lsn);
+    // The segment opened before this one, for the seal check.
+    let mut prev: Option<Prev> = None;
     // Bound: one turn per listed segment.
     for (index, (base_lsn, path)) in listed.iter().enumerate().skip(first) {
         let is_last = index + 1 == listed.len();
@@ -235,6 +247,9 @@ pub fn scan(
             Ok(segment) => segment,
             Err(OpenError::Io(e)) => return Err(ScanError::Io(e)),
             Err(OpenError::BadHeader { path, reason }) => {
+                if let Some(p) = prev.take() {
+                    p.settle_unsealed(&segments, mode, &mut report)?;
+                }
                 let err = ScanError::BadHeader {
                     path: path.clone(),
                     reason,
@@ -256,7 +271,25 @@ pub fn scan(
                 path: path.clone(),
             });
         }
-        let frames_end_lsn = scan_frames(
+        if let Some(p) = prev.take() {
+            match p.check_seal(&mut segments, &segment, is_last, mode, &mut report)? {
+                SealVerdict::Continue => {}
+                SealVerdict::EndsBefore { dropped_bytes } => {
+                    // The log ends in the previous segment: this segment and every
+                    // later one are what a power loss tore off (see `Prev`).
+                    drop(segment);
+                    let mut dropped = dropped_bytes;
+                    for (_, later) in &listed[index..] {
+                        dropped += set_aside(later)?;
+                    }
+                    if let Some(cut) = report.torn_tail.as_mut() {
+                        cut.dropped_bytes = dropped;
+                    }
+                    break;
+                }
+            }
+        }
+        let frames = scan_frames(
             &mut segment,
             is_last,
             from_lsn,
@@ -266,10 +299,15 @@ pub fn scan(
         )?;
         next_base = NextBase::Exactly(segment.end_lsn());
         if is_last {
-            segment.set_write_offset(frames_end_lsn);
-            report.end_lsn = frames_end_lsn;
+            let end = frames.end_lsn();
+            segment.set_write_offset(end);
+            report.end_lsn = end;
         }
         segments.push(segment);
+        prev = Some(Prev {
+            index: segments.len() - 1,
+            frames,
+        });
     }
     if from_lsn > report.end_lsn {
         return Err(ScanError::FromBeyondEnd {
@@ -278,6 +316,209 @@ pub fn scan(
         });
     }
     Ok((segments, report))
+}
+
+/// Where the frames of a segment ended, as `scan_frames` found them.
+#[derive(Debug, Clone, Copy)]
+enum Frames {
+    /// Valid frames up to this LSN, zeros (or the segment's end) after.
+    Clean(u64),
+    /// An earlier segment (not the last) whose frames stop at `lsn` with a bad frame
+    /// and nothing written after it: a torn tail if the next segment's seal says the
+    /// segment should hold more, corruption otherwise (`Prev::check_seal`).
+    TornCandidate { lsn: u64, reason: &'static str },
+    /// Damage skipped in Tolerate mode; the segment counts as full.
+    Skipped(u64),
+}
+
+impl Frames {
+    fn end_lsn(self) -> u64 {
+        match self {
+            Frames::Clean(lsn) | Frames::Skipped(lsn) => lsn,
+            Frames::TornCandidate { lsn, .. } => lsn,
+        }
+    }
+}
+
+/// The segment before the one being opened. Every segment after a roll-over starts
+/// with a seal frame (`FRAME_SEAL`) naming the LSN where the previous segment's frames
+/// end. Roll-overs do not wait for the previous segment to be synced, so after a
+/// power loss the old segment may have lost its tail while the new one reached the
+/// disk; the seal tells that hole from the end of a segment, and the log then ends
+/// where the old segment's frames do (nothing after a hole can be replayed in order,
+/// and no sync ever covered it: syncs make the log durable oldest segment first).
+struct Prev {
+    index: usize,
+    frames: Frames,
+}
+
+/// What the seal check decided.
+enum SealVerdict {
+    Continue,
+    /// The log ends in the previous segment (now the last); `dropped_bytes` were cut
+    /// from it.
+    EndsBefore {
+        dropped_bytes: u64,
+    },
+}
+
+/// What the first frame of a segment is.
+enum First {
+    Seal(u64),
+    /// Nothing written after the header.
+    Empty,
+    /// Anything else: a segment written before seals existed, or damage.
+    Other,
+}
+
+fn first_frame(segment: &Segment) -> First {
+    let bytes = segment.bytes();
+    let at = SEGMENT_HEADER_BYTES;
+    match read_frame(&bytes[at..], segment.base_lsn() + at as u64) {
+        FrameRead::Frame { kind, payload, .. }
+            if kind == super::FRAME_SEAL && payload.len() == super::SEAL_PAYLOAD_BYTES =>
+        {
+            First::Seal(u64::from_le_bytes(payload.try_into().expect("8 bytes")))
+        }
+        FrameRead::End if last_nonzero(&bytes[at..]).is_none() => First::Empty,
+        _ => First::Other,
+    }
+}
+
+impl Prev {
+    /// Judges the previous segment's end against `next`'s seal.
+    fn check_seal(
+        self,
+        segments: &mut [Segment],
+        next: &Segment,
+        next_is_last: bool,
+        mode: RecoveryMode,
+        report: &mut ScanReport,
+    ) -> Result<SealVerdict, ScanError> {
+        let prev = &mut segments[self.index];
+        let (end, torn) = match self.frames {
+            Frames::Skipped(_) => return Ok(SealVerdict::Continue),
+            Frames::Clean(end) => (end, None),
+            Frames::TornCandidate { lsn, reason } => (lsn, Some(reason)),
+        };
+        match first_frame(next) {
+            First::Seal(sealed_end) if sealed_end == end => match torn {
+                None => Ok(SealVerdict::Continue),
+                // Nothing was ever appended at `end`: the bytes there are damage.
+                Some(reason) => corrupt(prev, end, reason, mode, report),
+            },
+            First::Seal(sealed_end) if sealed_end > end => {
+                let reason =
+                    torn.unwrap_or("segment lost its tail (the next segment's seal expects more)");
+                cut_tail(prev, end, reason, report)
+                    .map(|dropped_bytes| SealVerdict::EndsBefore { dropped_bytes })
+            }
+            First::Seal(_) => corrupt(
+                prev,
+                end,
+                "frames past the end the next segment's seal records",
+                mode,
+                report,
+            ),
+            // A roll-over's segment whose seal never reached the disk, and nothing
+            // after it: the log ends in the previous segment.
+            First::Empty if next_is_last => {
+                let reason = torn.unwrap_or("empty segment after it");
+                cut_tail(prev, end, reason, report).map(|dropped_bytes| {
+                    if torn.is_none() {
+                        report.torn_tail = None;
+                    }
+                    SealVerdict::EndsBefore { dropped_bytes }
+                })
+            }
+            // Written before seals existed (or damaged): the old rule, a bad frame
+            // before the last segment is corruption.
+            _ => match torn {
+                None => Ok(SealVerdict::Continue),
+                Some(reason) => corrupt(prev, end, reason, mode, report),
+            },
+        }
+    }
+
+    /// The next segment could not be opened: a torn candidate is corruption.
+    fn settle_unsealed(
+        self,
+        segments: &[Segment],
+        mode: RecoveryMode,
+        report: &mut ScanReport,
+    ) -> Result<(), ScanError> {
+        if let Frames::TornCandidate { lsn, reason } = self.frames {
+            let c = Corruption {
+                path: segments[self.index].path().to_path_buf(),
+                lsn,
+                reason,
+            };
+            let path = c.path.clone();
+            skip_or_fail(mode, ScanError::Corrupt(c), &path, lsn, reason, report)?;
+        }
+        Ok(())
+    }
+}
+
+/// Corruption at `lsn` of `segment`: an error (Strict) or recorded (Tolerate, the
+/// scan goes on with the next segment).
+fn corrupt(
+    segment: &Segment,
+    lsn: u64,
+    reason: &'static str,
+    mode: RecoveryMode,
+    report: &mut ScanReport,
+) -> Result<SealVerdict, ScanError> {
+    let c = Corruption {
+        path: segment.path().to_path_buf(),
+        lsn,
+        reason,
+    };
+    let path = c.path.clone();
+    skip_or_fail(mode, ScanError::Corrupt(c), &path, lsn, reason, report)?;
+    Ok(SealVerdict::Continue)
+}
+
+/// Makes `segment` the last one, its frames ending at `lsn`: zeroes what follows
+/// (like a torn tail) and records the cut. Returns the written bytes dropped from it.
+fn cut_tail(
+    segment: &mut Segment,
+    lsn: u64,
+    reason: &'static str,
+    report: &mut ScanReport,
+) -> Result<u64, ScanError> {
+    let offset = (lsn - segment.base_lsn()) as usize;
+    let dropped_bytes = last_nonzero(&segment.bytes()[offset..]).map_or(0, |i| i as u64 + 1);
+    segment.truncate_from(lsn)?;
+    segment.set_write_offset(lsn);
+    report.torn_tail = Some(TailCut {
+        path: segment.path().to_path_buf(),
+        lsn,
+        dropped_bytes,
+        reason,
+    });
+    report.end_lsn = lsn;
+    Ok(dropped_bytes)
+}
+
+/// Moves a segment cut off the log out of the way: renamed with `.lost` (kept for an
+/// operator to inspect; ignored by every later scan), or deleted when nothing was
+/// written into it. Returns its written bytes.
+fn set_aside(path: &Path) -> Result<u64, ScanError> {
+    let written = fs::read(path)
+        .map(|b| last_nonzero(&b[SEGMENT_HEADER_BYTES.min(b.len())..]).map_or(0, |i| i as u64 + 1))
+        .unwrap_or(0);
+    if written == 0 {
+        fs::remove_file(path)?;
+    } else {
+        let mut lost = path.as_os_str().to_owned();
+        lost.push(".lost");
+        fs::rename(path, &lost)?;
+    }
+    if let Some(dir) = path.parent() {
+        super::naming::sync_dir(dir)?;
+    }
+    Ok(written)
 }
 
 /// Which base LSN the next segment must have.
@@ -351,9 +592,9 @@ fn scan_frames(
     mode: RecoveryMode,
     on_frame: &mut impl FnMut(u64, u8, &[u8]),
     report: &mut ScanReport,
-) -> Result<u64, ScanError> {
+) -> Result<Frames, ScanError> {
     match read_valid_frames(segment, from_lsn, on_frame, report) {
-        Ok(end_lsn) => Ok(end_lsn),
+        Ok(end_lsn) => Ok(Frames::Clean(end_lsn)),
         Err(stop) => settle_bad_frame(segment, stop, is_last, mode, report),
     }
 }
@@ -418,7 +659,7 @@ fn settle_bad_frame(
     is_last: bool,
     mode: RecoveryMode,
     report: &mut ScanReport,
-) -> Result<u64, ScanError> {
+) -> Result<Frames, ScanError> {
     let lsn = segment.base_lsn() + stop.offset as u64;
     let bytes = segment.bytes();
     // Torn tail or corruption? Appends are sequential: a frame is written only after
@@ -434,6 +675,13 @@ fn settle_bad_frame(
     // with a newer one after it: that reads as corruption, a false alarm that stops
     // Strict recovery but never drops data silently.
     let written_after = last_nonzero(&bytes[stop.check_from..]).is_some();
+    if !is_last && !written_after {
+        // Decided by the next segment's seal (`Prev::check_seal`).
+        return Ok(Frames::TornCandidate {
+            lsn,
+            reason: stop.reason,
+        });
+    }
     if is_last && !written_after {
         let dropped_bytes = last_nonzero(&bytes[stop.offset..]).map_or(0, |i| i as u64 + 1);
         // Zeroed rather than left: appends will land here, and the torn bytes (or a
@@ -445,7 +693,7 @@ fn settle_bad_frame(
             dropped_bytes,
             reason: stop.reason,
         });
-        return Ok(lsn);
+        return Ok(Frames::Clean(lsn));
     }
     let corruption = Corruption {
         path: segment.path().to_path_buf(),
@@ -458,7 +706,7 @@ fn settle_bad_frame(
             // The rest of the segment is left as it is (evidence; maybe data an
             // operator can salvage) and never appended to.
             report.skipped_corruption.push(corruption);
-            Ok(segment.end_lsn())
+            Ok(Frames::Skipped(segment.end_lsn()))
         }
     }
 }

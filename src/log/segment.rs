@@ -6,9 +6,9 @@
 //! file was preallocated with mark where writing stopped.
 //!
 //! Durability is the caller's: `append` only writes into the mapping, and the caller
-//! fdatasyncs [`Segment::file`] before acknowledging. Before rolling to a new segment
-//! the caller must make the old one durable: recovery cuts a torn tail only in the
-//! last segment, so an unsynced tail left behind a roll would read as corruption.
+//! fdatasyncs [`Segment::file`] before acknowledging. A roll-over need not wait for
+//! the old segment's sync: the new segment's seal frame lets recovery tell a tail the
+//! old one lost from corruption (see `scan`).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -23,7 +23,7 @@ use super::frame::{
     frame_len_checked, read_frame, write_frame, FrameRead, FRAME_ALIGN, FRAME_BYTES_MAX,
     FRAME_HEADER_BYTES,
 };
-use super::naming::{parse_segment_file_name, segment_file_name, sync_dir};
+use super::naming::{parse_segment_file_name, segment_file_name, spare_file_name, sync_dir};
 
 /// Bytes of the segment header; the first frame starts right after it.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
@@ -215,6 +215,44 @@ impl Segment {
         removed?;
         sync_dir(dir)?;
         Segment::map(path, h, file, SEGMENT_HEADER_BYTES)
+    }
+
+    /// Creates the segment of `h.base_lsn` ahead of need, under its spare name
+    /// (`naming::spare_file_name`, which recovery ignores): preallocated, header
+    /// written and synced. This is the slow part of a roll-over (posix_fallocate,
+    /// fsync), done on the blocking pool; [`Segment::promote`] later gives it its
+    /// segment name. Appends must not be made before that.
+    ///
+    /// # Panics
+    /// As [`Segment::create`], on a header that breaks the invariants.
+    pub fn create_spare(dir: &Path, h: SegmentHeader) -> io::Result<Segment> {
+        if let Err(reason) = h.check() {
+            panic!("Segment::create_spare with an invalid header {h:?}: {reason}");
+        }
+        let path = dir.join(spare_file_name(h.base_lsn));
+        match build_file(&path, &h) {
+            Ok(file) => Segment::map(path, h, file, SEGMENT_HEADER_BYTES),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives a spare its segment name: a hard link (which, unlike rename, never
+    /// replaces an existing segment) and the removal of the spare name. Two metadata
+    /// operations that do not wait for the disk; the caller makes the new name durable
+    /// (fsync of the directory) before it counts a frame of this segment as durable.
+    pub fn promote(&mut self) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = dir.join(segment_file_name(self.header.base_lsn));
+        if path == self.path {
+            return Ok(());
+        }
+        fs::hard_link(&self.path, &path)?;
+        fs::remove_file(&self.path)?;
+        self.path = path;
+        Ok(())
     }
 
     /// Opens and maps an existing segment after checking its header: magic, version,

@@ -62,6 +62,12 @@ pub struct ShardCounters {
     pub ws_inbox_items: AtomicU64,
     /// fdatasync calls of this shard's log that completed.
     pub log_syncs: AtomicU64,
+    /// fdatasync calls that failed (each one fails the shard's log: see `log::durable`).
+    pub log_sync_failures: AtomicU64,
+    /// Roll-overs to a new log segment, and those that found no spare ready and made
+    /// the segment on the event loop.
+    pub log_rolls: AtomicU64,
+    pub log_rolls_without_spare: AtomicU64,
     /// Requests refused with 401 or 403 (auth mode), WebSocket upgrades included.
     pub auth_denied: AtomicU64,
     /// Requests refused with 429 (per-namespace rate limit).
@@ -102,6 +108,11 @@ pub struct Totals {
     pub ws_delivery_gaps: u64,
     pub ws_inbox_bytes: u64,
     pub log_syncs: u64,
+    pub log_sync_failures: u64,
+    pub log_rolls: u64,
+    pub log_rolls_without_spare: u64,
+    /// Shards whose log failed (filled in by the caller from `Shared::failed`).
+    pub shards_failed: u64,
     pub auth_denied: u64,
     pub rate_limited: u64,
 }
@@ -138,6 +149,9 @@ impl Registry {
             t.ws_delivery_gaps += s.ws_delivery_gaps.load(Relaxed);
             t.ws_inbox_bytes += s.ws_inbox_bytes.load(Relaxed);
             t.log_syncs += s.log_syncs.load(Relaxed);
+            t.log_sync_failures += s.log_sync_failures.load(Relaxed);
+            t.log_rolls += s.log_rolls.load(Relaxed);
+            t.log_rolls_without_spare += s.log_rolls_without_spare.load(Relaxed);
             t.auth_denied += s.auth_denied.load(Relaxed);
             t.rate_limited += s.rate_limited.load(Relaxed);
             s.publishers.merge_window(now_ms / 1000, &mut regs);

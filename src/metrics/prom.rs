@@ -90,6 +90,34 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
     );
     scalar(
         &mut o,
+        "flux_log_sync_failures_total",
+        "counter",
+        "fdatasync calls that failed; each one fails its shard's log (writes refused until restart).",
+        t.log_sync_failures,
+    );
+    scalar(
+        &mut o,
+        "flux_log_rolls_total",
+        "counter",
+        "Roll-overs to a new log segment.",
+        t.log_rolls,
+    );
+    scalar(
+        &mut o,
+        "flux_log_rolls_without_spare_total",
+        "counter",
+        "Roll-overs that found no segment prepared ahead and created one on the event loop.",
+        t.log_rolls_without_spare,
+    );
+    scalar(
+        &mut o,
+        "flux_shards_failed",
+        "gauge",
+        "Shards whose log failed (a failed fdatasync or a committed part that could not be logged): they refuse writes until restart.",
+        t.shards_failed,
+    );
+    scalar(
+        &mut o,
         "flux_auth_denied_total",
         "counter",
         "Requests and WebSocket upgrades refused with 401 or 403 (auth mode).",
@@ -195,7 +223,8 @@ pub async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
             Err(_) => return crate::api::unavailable(out),
         }
     }
-    let (t, rate) = super::current(shard);
+    let (mut t, rate) = super::current(shard);
+    t.shards_failed = shard.shared.failed_shards().len() as u64;
     let body = render(&t, rate, &all);
     respond::body(
         out,

@@ -12,14 +12,23 @@ use crate::state::{Page, PageQuery};
 
 /// What a shard can be asked by another.
 pub enum Request {
-    /// Apply these records (all owned by the receiver) in order; answer when applied.
     /// Log and apply these records (owned by the receiver) in order; answer when
-    /// applied, or once durable if `sync`.
+    /// applied, or once durable if `sync`. A part of a committed cross-shard batch
+    /// (`batch.txn`) is applied whatever happens (see `txn`).
     Apply {
         batch: EventBatch,
         sync: bool,
+        reply: oneshot::Sender<Result<super::Applied, super::ApplyError>>,
+    },
+    /// Promise room in the log for a cross-shard part of `len` record bytes, before
+    /// its batch commits (see `txn`); the answer says whether the part can be taken.
+    Hold {
+        txn: u64,
+        len: usize,
         reply: oneshot::Sender<Result<(), super::ApplyError>>,
     },
+    /// The batch `txn` was abandoned: give back the room held for it.
+    Release { txn: u64 },
     /// Render entity `id` as JSON, or `None` if it does not exist.
     Get {
         id: Box<[u8]>,
@@ -78,7 +87,7 @@ impl Mesh {
         to: ShardId,
         batch: EventBatch,
         sync: bool,
-    ) -> Result<oneshot::Receiver<Result<(), super::ApplyError>>, Unavailable> {
+    ) -> Result<oneshot::Receiver<Result<super::Applied, super::ApplyError>>, Unavailable> {
         let (tx, rx) = oneshot::channel();
         self.senders
             .send_to(
@@ -92,6 +101,36 @@ impl Mesh {
             .await
             .map_err(|_| Unavailable)?;
         Ok(rx)
+    }
+
+    /// Asks `to` to hold room for a part of `txn` without waiting for the answer.
+    pub async fn send_hold(
+        &self,
+        to: ShardId,
+        txn: u64,
+        len: usize,
+    ) -> Result<oneshot::Receiver<Result<(), super::ApplyError>>, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        self.senders
+            .send_to(
+                to.index(),
+                Request::Hold {
+                    txn,
+                    len,
+                    reply: tx,
+                },
+            )
+            .await
+            .map_err(|_| Unavailable)?;
+        Ok(rx)
+    }
+
+    /// Tells `to` that `txn` was abandoned.
+    pub async fn send_release(&self, to: ShardId, txn: u64) -> Result<(), Unavailable> {
+        self.senders
+            .send_to(to.index(), Request::Release { txn })
+            .await
+            .map_err(|_| Unavailable)
     }
 
     pub async fn get(&self, to: ShardId, id: &[u8]) -> Result<Option<Vec<u8>>, Unavailable> {

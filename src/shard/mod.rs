@@ -4,16 +4,18 @@
 //! `placement` starts the executors; `router` is the pure id → shard mapping; `mesh` is
 //! the only place where work crosses shards.
 
+pub mod keeper;
 pub mod mesh;
 pub mod placement;
 pub mod recovery;
 pub mod router;
 pub mod snapshotter;
+pub mod txn;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use router::{shard_for, ShardId};
 
@@ -23,7 +25,7 @@ use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
 use crate::ingest::decode::Decoder;
 use crate::log::durable::Durability;
-use crate::log::{txn, AppendError, ShardLog, FRAME_DONE, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
+use crate::log::{txn as txnlog, AppendError, ShardLog, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
 use crate::state::{write_entity_json, Page, PageQuery, Store};
 use crate::time;
 use mesh::{Mesh, Request, Unavailable};
@@ -40,7 +42,7 @@ pub struct Shared {
     /// Records replayed so far by all shards (recovery progress for `/health`).
     pub replayed: AtomicU64,
     /// Where shards exchange cross-shard batch outcomes during recovery.
-    pub board: txn::Board,
+    pub board: txnlog::Board,
     /// Per-shard counters read by any shard (`metrics_update`, `/metrics`).
     pub metrics: crate::metrics::Registry,
     /// Every shard's WebSocket delivery inbox.
@@ -49,6 +51,13 @@ pub struct Shared {
     pub auth: Arc<crate::auth::Auth>,
     /// Limits changeable at run time (`/api/admin/config`).
     pub limits: crate::runtime::RuntimeLimits,
+    /// Per shard: why its log failed, once it has (`Shard::fail`); `/health` and
+    /// `/metrics` report it.
+    pub failed: Box<[OnceLock<String>]>,
+    /// Per shard: everything of its log below this LSN is durable (published after
+    /// each successful sync), so a batch's coordinator knows when the parts it sent
+    /// are (`txn`).
+    pub durable_lsn: Box<[AtomicU64]>,
 }
 
 impl Shared {
@@ -62,12 +71,23 @@ impl Shared {
             drained: AtomicUsize::new(0),
             recovered: AtomicUsize::new(0),
             replayed: AtomicU64::new(0),
-            board: txn::Board::new(shards),
+            board: txnlog::Board::new(shards),
             metrics: crate::metrics::Registry::new(shards),
             ws: crate::ws::Switchboard::new(shards),
             auth: Arc::new(auth),
             limits,
+            failed: (0..shards).map(|_| OnceLock::new()).collect(),
+            durable_lsn: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// The shards whose log failed, with the cause.
+    pub fn failed_shards(&self) -> Vec<(usize, &str)> {
+        self.failed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.get().map(|c| (i, c.as_str())))
+            .collect()
     }
 }
 
@@ -78,6 +98,17 @@ pub const PART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Frame kind of a participant's part (re-exported for recovery's redo).
 pub(crate) const FRAME_PART_KIND: u8 = FRAME_PART;
+
+/// What applying records on their owning shard gave.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    /// The LSN just past the frame (what a durable acknowledgement waits for).
+    pub end_lsn: u64,
+    /// False for a committed cross-shard part that could not be logged here (the
+    /// shard's log failed): it is applied in memory, and its coordinator's intent
+    /// holds it for the next recovery.
+    pub logged: bool,
+}
 
 /// Everything one shard owns. Lives in an `Rc` on its executor; never crosses threads.
 pub struct Shard {
@@ -104,6 +135,16 @@ pub struct Shard {
     /// LSNs of parts appended here recently (bounded by `PART_WINDOW`), so a snapshot's
     /// replay point stays before any part whose batch may still be open.
     pub recent_parts: RefCell<std::collections::VecDeque<(std::time::Instant, u64)>>,
+    /// Cross-shard parts this shard promised to take (txn → payload bytes), between
+    /// their coordinator's hold and its commit or abandonment (see `txn`).
+    pub holds: RefCell<hashbrown::HashMap<u64, usize>>,
+    /// Batches this shard coordinated whose DONE waits until every part is durable
+    /// (`FLUX_SYNC=interval`; see `txn::finish`).
+    pub pending_done: RefCell<Vec<txn::PendingDone>>,
+    /// Wakes the log keeper (a spare segment is wanted, see `keeper`).
+    pub keeper_wake: RefCell<Option<std::task::Waker>>,
+    /// Roll-overs of the log already counted in the metrics.
+    rolls_seen: Cell<(u64, u64)>,
     /// This shard's log; `None` only until recovery has finished.
     pub log: RefCell<Option<ShardLog>>,
     pub durability: Durability,
@@ -133,22 +174,30 @@ pub fn apply_records(store: &mut Store, records: &mut [u8], base: u64, check: im
     }
 }
 
-/// Why records could not be applied.
+/// Why records could not be applied, or were applied but could not be acknowledged.
 #[derive(Debug, Clone)]
 pub enum ApplyError {
-    /// The shard is going away.
+    /// The shard is going away: not applied.
     Unavailable,
-    /// The log could not take the write (disk full, I/O error): 503, reads go on.
+    /// The log could not take the write (disk full, I/O error): not applied; 503,
+    /// reads go on, later writes may succeed.
     Storage(String),
+    /// The shard's log failed earlier (a failed fdatasync): not applied; writes to
+    /// this shard are refused until a restart.
+    Failed(String),
+    /// Applied and visible, but the sync that would have made it durable failed: the
+    /// shard's log failed with it. Whether it survives a crash is unknown.
+    NotDurable(String),
+    /// A cross-shard batch was committed (its intent is logged) but a part could not
+    /// be delivered to its shard; the next start completes it from the intent.
+    Incomplete(String),
 }
 
 impl From<AppendError> for ApplyError {
     fn from(e: AppendError) -> Self {
         match e {
-            AppendError::Io(e) => ApplyError::Storage(e.to_string()),
-            AppendError::TooLarge => {
-                ApplyError::Storage("request part larger than a log segment".into())
-            }
+            AppendError::Failed(_) => ApplyError::Failed(e.to_string()),
+            e => ApplyError::Storage(e.to_string()),
         }
     }
 }
@@ -184,8 +233,19 @@ impl Shard {
             txn_seq: Cell::new(0),
             open_intents: RefCell::new(Default::default()),
             recent_parts: RefCell::new(Default::default()),
+            holds: RefCell::new(Default::default()),
+            pending_done: RefCell::new(Vec::new()),
+            keeper_wake: RefCell::new(None),
+            rolls_seen: Cell::new((0, 0)),
             log: RefCell::new(None),
-            durability: Durability::default(),
+            durability: {
+                let d = Durability::default();
+                d.fail_next.set(
+                    crate::failpoint::arg("sync-fails")
+                        .is_some_and(|a| a.is_empty() || a == id.0.to_string()),
+                );
+                d
+            },
             me: me.clone(),
             ws,
             metrics: crate::metrics::Local::default(),
@@ -193,7 +253,7 @@ impl Shard {
         })
     }
 
-    fn me(&self) -> Rc<Shard> {
+    pub(crate) fn me(&self) -> Rc<Shard> {
         self.me
             .upgrade()
             .expect("a shard outlives its tasks' calls")
@@ -239,32 +299,14 @@ impl Shard {
         }
     }
 
-    /// Closes an intent once every part is acknowledged (or failed): a `FRAME_DONE`
-    /// tells recovery that no part needs re-applying.
-    pub fn close_intent(&self, txn: u64, all_applied: bool) {
-        self.open_intents.borrow_mut().remove(&txn);
-        if !all_applied {
-            return;
-        }
-        let mut log = self.log.borrow_mut();
-        let Some(log) = log.as_mut() else { return };
-        // Best effort: without the marker, recovery checks the parts instead.
-        if log.reserve(txn::TXN_BYTES).is_ok() {
-            log.append(FRAME_DONE, &txn.to_le_bytes());
-        }
-    }
-
-    /// Coordinates a batch that spans shards: logs the intent (every part; ours first)
-    /// and applies our own part from it. The caller then sends the other parts, each
-    /// tagged with the returned txn id (see `log::txn`).
+    /// Logs a cross-shard batch's intent (every part; ours first) and applies our own
+    /// part from it: the batch's commit point (see `txn`).
     pub fn apply_intent(
         &self,
+        txn: u64,
         own: &mut EventBatch,
         others: &[(u16, &EventBatch)],
-    ) -> Result<(u64, u64), ApplyError> {
-        let seq = self.txn_seq.get() + 1;
-        self.txn_seq.set(seq);
-        let txn = txn::txn_id(self.id.0, seq);
+    ) -> Result<u64, ApplyError> {
         own.stamp_ingest(time::now_ms());
         let mut prefix = Vec::with_capacity(16);
         prefix.extend_from_slice(&txn.to_le_bytes());
@@ -277,16 +319,122 @@ impl Shard {
             suffix.extend_from_slice(&(b.buf.len() as u32).to_le_bytes());
             suffix.extend_from_slice(&b.buf);
         }
+        if crate::failpoint::on("txn-intent-fails") {
+            return Err(ApplyError::Storage(
+                "failpoint txn-intent-fails: the intent could not be appended".into(),
+            ));
+        }
         let lsn = self.log.borrow().as_ref().map_or(0, ShardLog::write_lsn);
         let end = self.log_and_apply(FRAME_INTENT, &prefix, &mut own.buf, &suffix)?;
         // reserve() may have rolled to a new segment: the frame starts at or after `lsn`.
         self.open_intents.borrow_mut().insert(txn, lsn);
-        if crate::failpoint::on("abort-after-intent") {
-            // Test hook: die between the coordinator's append and the others'.
-            eprintln!("flux: failpoint abort-after-intent");
-            std::process::abort();
+        Ok(end)
+    }
+
+    /// Applies a committed cross-shard part (`txn`) that this shard held room for. Its
+    /// batch is committed, so it is applied whatever happens: if the log cannot take
+    /// it (the log failed since the hold), it is applied in memory only and the shard
+    /// fails (no later frame may precede its redo at recovery, which takes it from
+    /// the coordinator's intent).
+    pub fn apply_committed_part(&self, txn: u64, batch: &mut EventBatch) -> Applied {
+        self.release_hold(txn);
+        if crate::failpoint::arg("txn-part-append-fails") == Some(&self.id.0.to_string()) {
+            if let Some(log) = self.log.borrow_mut().as_mut() {
+                log.fail("failpoint txn-part-append-fails");
+            }
         }
-        Ok((txn, end))
+        match self.apply_local(batch) {
+            Ok(end_lsn) => Applied {
+                end_lsn,
+                logged: true,
+            },
+            Err(e) => {
+                self.fail(&format!(
+                    "a committed cross-shard part could not be logged ({}); it is applied in \
+                     memory and recovered from its coordinator's intent at the next start",
+                    describe(&e)
+                ));
+                batch.stamp_ingest(time::now_ms());
+                // LSNs no log holds: history reads of these records end there.
+                let base = UNLOGGED_LSN;
+                apply_records(&mut self.store.borrow_mut(), &mut batch.buf, base, |_| {});
+                self.fanout(&batch.buf);
+                Applied {
+                    end_lsn: 0,
+                    logged: false,
+                }
+            }
+        }
+    }
+
+    /// Promises room in the log for a cross-shard part of `len` record bytes
+    /// (`Request::Hold`): the part can then be appended when its batch commits.
+    pub fn hold(&self, txn: u64, len: usize) -> Result<(), ApplyError> {
+        let payload = txnlog::TXN_BYTES + len;
+        self.log
+            .borrow_mut()
+            .as_mut()
+            .expect("writes arrive only after recovery")
+            .hold(payload)
+            .map_err(ApplyError::from)?;
+        self.holds.borrow_mut().insert(txn, payload);
+        self.note_rolls();
+        Ok(())
+    }
+
+    /// Gives back the room held for `txn` (committed or abandoned); idempotent.
+    pub fn release_hold(&self, txn: u64) {
+        if let Some(payload) = self.holds.borrow_mut().remove(&txn) {
+            if let Some(log) = self.log.borrow_mut().as_mut() {
+                log.release_hold(payload);
+            }
+        }
+    }
+
+    /// Fails this shard's log: every later write is refused (503 with `cause`) until
+    /// a restart rebuilds the state from the disk; reads go on; `/health` says so.
+    pub fn fail(&self, cause: &str) {
+        if let Some(log) = self.log.borrow_mut().as_mut() {
+            log.fail(cause);
+        }
+        let cause = self
+            .log
+            .borrow()
+            .as_ref()
+            .and_then(|l| l.failed().map(|c| c.to_string()))
+            .unwrap_or_else(|| cause.to_string());
+        if self.shared.failed[self.id.index()]
+            .set(cause.clone())
+            .is_ok()
+        {
+            eprintln!(
+                "flux: shard {}: {cause}; this shard refuses writes until the server is \
+                 restarted (reads go on)",
+                self.id.0
+            );
+        }
+    }
+
+    /// Counts roll-overs made since the last call and wakes the log keeper, which
+    /// prepares the next spare segment.
+    fn note_rolls(&self) {
+        let Some((rolls, without)) = self
+            .log
+            .borrow()
+            .as_ref()
+            .map(|l| (l.rolls, l.rolls_without_spare))
+        else {
+            return;
+        };
+        let (seen, seen_without) = self.rolls_seen.get();
+        if (rolls, without) == (seen, seen_without) {
+            return;
+        }
+        self.rolls_seen.set((rolls, without));
+        let c = self.shared.metrics.shard(self.id);
+        crate::metrics::ShardCounters::bump(&c.log_rolls, rolls - seen);
+        crate::metrics::ShardCounters::bump(&c.log_rolls_without_spare, without - seen_without);
+        keeper::wake(self);
     }
 
     /// Appends `prefix | records | suffix` as one frame, stamping each record's
@@ -309,11 +457,17 @@ impl Shard {
             debug_assert_eq!(self.owner(id), self.id, "record routed to the wrong shard");
         });
         self.fanout(records);
-        Ok(log.append_with(kind, len, |dst| {
+        let end = log.append_with(kind, len, |dst| {
             dst[..prefix.len()].copy_from_slice(prefix);
             dst[prefix.len()..prefix.len() + records.len()].copy_from_slice(records);
             dst[prefix.len() + records.len()..].copy_from_slice(suffix);
-        }))
+        });
+        let rolled = log.rolls != self.rolls_seen.get().0;
+        drop(log_guard);
+        if rolled {
+            self.note_rolls();
+        }
+        Ok(end)
     }
 
     /// Whether acknowledgements must wait for stable storage.
@@ -321,29 +475,41 @@ impl Shard {
         self.config.sync == SyncMode::Always
     }
 
-    /// Waits until everything below `lsn` is on stable storage.
+    /// Waits until everything below `lsn` is on stable storage. An error means the
+    /// records are applied but not known to be durable (the shard has failed).
     pub async fn sync_to(&self, lsn: u64) -> Result<(), ApplyError> {
         let before = self.durability.syncs.get();
         let r = self.durability.sync_to(&self.log, lsn).await;
-        self.count_syncs(before);
-        r.map_err(|e| ApplyError::Storage(e.to_string()))
+        self.after_sync(before, &r);
+        r.map_err(|e| ApplyError::NotDurable(e.to_string()))
     }
 
     /// Syncs everything appended so far.
     pub async fn sync_now(&self) -> std::io::Result<()> {
         let before = self.durability.syncs.get();
         let r = self.durability.sync_now(&self.log).await;
-        self.count_syncs(before);
+        self.after_sync(before, &r);
         r
     }
 
-    fn count_syncs(&self, before: u64) {
+    /// Counts syncs, publishes the durable LSN, and fails the shard on an error.
+    fn after_sync(&self, before: u64, r: &std::io::Result<()>) {
+        let c = self.shared.metrics.shard(self.id);
         let done = self.durability.syncs.get().saturating_sub(before);
         if done > 0 {
-            crate::metrics::ShardCounters::bump(
-                &self.shared.metrics.shard(self.id).log_syncs,
-                done,
-            );
+            crate::metrics::ShardCounters::bump(&c.log_syncs, done);
+            self.shared.durable_lsn[self.id.index()]
+                .fetch_max(self.durability.synced_lsn(), Ordering::Release);
+        }
+        let failed_now = self.shared.failed[self.id.index()].get().is_none()
+            && self
+                .log
+                .borrow()
+                .as_ref()
+                .is_some_and(|l| l.failed().is_some());
+        if let (Err(e), true) = (r, failed_now) {
+            crate::metrics::ShardCounters::bump(&c.log_sync_failures, 1);
+            self.fail(&e.to_string());
         }
     }
 
@@ -421,18 +587,32 @@ impl Shard {
                 mut batch,
                 sync,
                 reply,
-            } => match self.apply_local(&mut batch) {
-                Ok(end) if sync => {
-                    let shard = self.me();
-                    glommio::spawn_local(async move {
-                        let _ = reply.send(shard.sync_to(end).await);
-                    })
-                    .detach();
+            } => {
+                let result = match batch.txn {
+                    Some(txn) => Ok(self.apply_committed_part(txn, &mut batch)),
+                    None => self.apply_local(&mut batch).map(|end_lsn| Applied {
+                        end_lsn,
+                        logged: true,
+                    }),
+                };
+                match result {
+                    Ok(done) if sync && done.logged => {
+                        let shard = self.me();
+                        glommio::spawn_local(async move {
+                            let synced = shard.sync_to(done.end_lsn).await;
+                            let _ = reply.send(synced.map(|()| done));
+                        })
+                        .detach();
+                    }
+                    result => {
+                        let _ = reply.send(result);
+                    }
                 }
-                result => {
-                    let _ = reply.send(result.map(|_| ()));
-                }
-            },
+            }
+            Request::Hold { txn, len, reply } => {
+                let _ = reply.send(self.hold(txn, len));
+            }
+            Request::Release { txn } => self.release_hold(txn),
             Request::Get { id, reply } => {
                 debug_assert_eq!(self.owner(&id), self.id);
                 let store = self.store.borrow();
@@ -459,5 +639,20 @@ impl Shard {
                 let _ = reply.send(self.metrics.hist.borrow().clone());
             }
         }
+    }
+}
+
+/// Base LSN given to records applied without a log frame (`apply_committed_part`):
+/// beyond any real log position, so history reads find nothing there and stop.
+pub const UNLOGGED_LSN: u64 = 1 << 62;
+
+/// The message of an apply error, for logs and answers.
+pub fn describe(e: &ApplyError) -> String {
+    match e {
+        ApplyError::Unavailable => "the shard is shutting down".into(),
+        ApplyError::Storage(m)
+        | ApplyError::Failed(m)
+        | ApplyError::NotDurable(m)
+        | ApplyError::Incomplete(m) => m.clone(),
     }
 }

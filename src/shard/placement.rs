@@ -286,14 +286,16 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     glommio::spawn_local(async move {
                         while !s.shutting_down() {
                             glommio::timer::sleep(Duration::from_millis(ms)).await;
-                            if let Err(e) = s.sync_now().await {
-                                eprintln!("flux: shard {}: log sync failed: {e}", s.id.0);
+                            // A failure fails the shard (`Shard::after_sync` says so).
+                            if s.sync_now().await.is_ok() {
+                                super::txn::flush_done(&s);
                             }
                         }
                     })
                     .detach();
                 }
                 glommio::spawn_local(snapshotter::run(shard.clone())).detach();
+                glommio::spawn_local(super::keeper::run(shard.clone())).detach();
                 serving.await;
                 // Clean shutdown: a snapshot (which first syncs the log), so that the
                 // next start replays nothing.

@@ -272,7 +272,11 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
     }
     let mut log = log;
     if crate::failpoint::on("enospc-marker") {
-        log.set_enospc_marker(cfg.data_dir.join(".fail-enospc"));
+        let own = cfg
+            .data_dir
+            .join(format!("shard-{}", id.0))
+            .join(".fail-enospc");
+        log.set_enospc_markers(vec![cfg.data_dir.join(".fail-enospc"), own]);
     }
     let entities = store.len();
     *shard.store.borrow_mut() = store;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Shard, PART_WINDOW};
 use crate::log::snapshot::{self, SnapshotMeta, Writer};
-use crate::log::ShardLog;
+use crate::log::{delete_segments, ShardLog};
 
 /// Entities encoded per turn of the event loop.
 const CHUNK_ENTITIES: usize = 4096;
@@ -107,7 +107,7 @@ pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStat
         }
     }
     blocking(move || writer.finish()).await?;
-    let segments_deleted = retain(shard, from);
+    let segments_deleted = retain(shard, from).await;
     Ok(SnapshotStats {
         entities,
         replay_from_lsn: from,
@@ -117,13 +117,23 @@ pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStat
     })
 }
 
-/// Deletes segments wholly before `covered` that fall outside the history retention.
-fn retain(shard: &Shard, covered: u64) -> usize {
+/// Deletes segments wholly before `covered` that fall outside the history retention:
+/// they leave the log on the event loop, their files are deleted on the blocking pool.
+async fn retain(shard: &Shard, covered: u64) -> usize {
     let keep_bytes = shard.config.retention.bytes;
     let keep_age = shard.config.retention.age;
-    let mut log = shard.log.borrow_mut();
-    let Some(log) = log.as_mut() else { return 0 };
-    match log.remove_covered(covered, keep_bytes, keep_age) {
+    let (dir, detached) = {
+        let mut log = shard.log.borrow_mut();
+        let Some(log) = log.as_mut() else { return 0 };
+        (
+            log.dir().to_path_buf(),
+            log.detach_covered(covered, keep_bytes, keep_age),
+        )
+    };
+    if detached.is_empty() {
+        return 0;
+    }
+    match blocking(move || delete_segments(&dir, detached)).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!(
