@@ -338,10 +338,10 @@ impl Shard {
     /// the coordinator's intent).
     pub fn apply_committed_part(&self, txn: u64, batch: &mut EventBatch) -> Applied {
         self.release_hold(txn);
-        if crate::failpoint::arg("txn-part-append-fails") == Some(&self.id.0.to_string()) {
-            if let Some(log) = self.log.borrow_mut().as_mut() {
-                log.fail("failpoint txn-part-append-fails");
-            }
+        if crate::failpoint::arg("txn-part-append-fails")
+            .is_some_and(|a| a.is_empty() || a == self.id.0.to_string())
+        {
+            self.fail("failpoint txn-part-append-fails: the log failed after the hold");
         }
         match self.apply_local(batch) {
             Ok(end_lsn) => Applied {
@@ -397,22 +397,19 @@ impl Shard {
         if let Some(log) = self.log.borrow_mut().as_mut() {
             log.fail(cause);
         }
-        let cause = self
+        // The first cause is the one `/health` reports; every one is logged.
+        let first = self
             .log
             .borrow()
             .as_ref()
             .and_then(|l| l.failed().map(|c| c.to_string()))
             .unwrap_or_else(|| cause.to_string());
-        if self.shared.failed[self.id.index()]
-            .set(cause.clone())
-            .is_ok()
-        {
-            eprintln!(
-                "flux: shard {}: {cause}; this shard refuses writes until the server is \
-                 restarted (reads go on)",
-                self.id.0
-            );
-        }
+        let _ = self.shared.failed[self.id.index()].set(first);
+        eprintln!(
+            "flux: shard {}: {cause}; this shard refuses writes until the server is \
+             restarted (reads go on)",
+            self.id.0
+        );
     }
 
     /// Counts roll-overs made since the last call and wakes the log keeper, which

@@ -147,7 +147,9 @@ async fn apply_across(
     let mut refused: Option<ApplyError> = None;
     let mut answers = Vec::with_capacity(participants.len());
     for &to in &participants {
-        if crate::failpoint::on_with("txn-unavailable", &to.0.to_string()) {
+        if crate::failpoint::arg("txn-unavailable")
+            .is_some_and(|a| a.is_empty() || a == to.0.to_string())
+        {
             refused.get_or_insert(ApplyError::Unavailable);
             continue;
         }
