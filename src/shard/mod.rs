@@ -91,9 +91,12 @@ impl Shared {
     }
 }
 
-/// How long a part stays in the snapshot replay window after it was appended: a
-/// cross-shard batch open longer than this when a snapshot starts could lose a
-/// re-apply at recovery. Batches finish in milliseconds; 60 s is the stated bound.
+/// How long a part stays in the snapshot replay window after it was appended, at
+/// least: a cross-shard batch still without its DONE when a snapshot starts could
+/// otherwise lose a re-apply at recovery. Batches finish in milliseconds, but their
+/// DONE waits for the parts to be durable (`txn`): with `FLUX_SYNC=interval:<ms>`,
+/// up to about two intervals, so the window is this plus three intervals
+/// (`Shard::part_window`).
 pub const PART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Frame kind of a participant's part (re-exported for recovery's redo).
@@ -289,7 +292,7 @@ impl Shard {
                 let mut recent = self.recent_parts.borrow_mut();
                 while recent
                     .front()
-                    .is_some_and(|(t, _)| now.duration_since(*t) > PART_WINDOW)
+                    .is_some_and(|(t, _)| now.duration_since(*t) > self.part_window())
                 {
                     recent.pop_front();
                 }
@@ -465,6 +468,14 @@ impl Shard {
             self.note_rolls();
         }
         Ok(end)
+    }
+
+    /// See [`PART_WINDOW`].
+    pub fn part_window(&self) -> std::time::Duration {
+        match self.config.sync {
+            SyncMode::Interval { ms } => PART_WINDOW + std::time::Duration::from_millis(3 * ms),
+            _ => PART_WINDOW,
+        }
     }
 
     /// Whether acknowledgements must wait for stable storage.

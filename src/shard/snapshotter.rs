@@ -9,7 +9,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{Shard, PART_WINDOW};
+use super::Shard;
 use crate::log::snapshot::{self, SnapshotMeta, Writer};
 use crate::log::{delete_segments, ShardLog};
 
@@ -46,7 +46,7 @@ fn replay_point(shard: &Shard, quiescent: bool) -> (u64, u64) {
         .recent_parts
         .borrow()
         .iter()
-        .find(|(t, _)| now.duration_since(*t) <= PART_WINDOW)
+        .find(|(t, _)| now.duration_since(*t) <= shard.part_window())
     {
         from = from.min(*lsn);
     }
