@@ -14,7 +14,7 @@
 //! | [`api`] | endpoint handlers |
 //! | [`ingest`] | JSON event decoding and validation |
 //! | [`ids`] | UUIDv7 event ids, per shard, lock-free |
-//! | [`event`] | the binary record an event travels (and will be logged) as |
+//! | [`event`] | the binary record an event travels and is logged as |
 //! | [`log`] | a shard's memory-mapped segment log, durability, recovery scan |
 //! | [`state`] | a shard's entity store |
 //! | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |

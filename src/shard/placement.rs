@@ -17,8 +17,8 @@ use crate::limits::MESH_CHANNEL_CAPACITY;
 use crate::net::listener;
 use crate::state::Store;
 
-/// Shards must have joined the mesh and bound their sockets within this (recovery,
-/// once the log exists, happens after and is reported by `/health`).
+/// Shards must have joined the mesh and bound their sockets within this (recovery
+/// happens after and is reported by `/health`).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Joining the channel mesh takes milliseconds; a shard that has not joined after this
