@@ -52,7 +52,17 @@ fn a_second_server_on_the_same_data_directory_refuses_and_touches_nothing() {
         200
     );
     let data = srv.data_dir();
-    let before = files(&data);
+    // The first server's log keepers prepare spare segments in the background: wait
+    // until its files are still for a while.
+    let mut before = files(&data);
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = files(&data);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     let (code, stderr) = second_server(&[
