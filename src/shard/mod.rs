@@ -501,7 +501,7 @@ impl Shard {
             Request::Ws(msg) => crate::ws::handle(self, msg),
             Request::Delete(msg) => crate::api::delete::handle(&self.me(), msg),
             Request::Metrics { reply } => {
-                let _ = reply.send(self.metrics.hist.borrow().clone());
+                let _ = reply.send(crate::metrics::snapshot(self));
             }
         }
     }
