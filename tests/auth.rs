@@ -91,6 +91,21 @@ fn expect(r: &Response, want: u16, what: &str) {
 }
 
 /// Registers `name` with the admin token; returns its token.
+/// A 204 answer: no body, no Content-Length, no Content-Type.
+fn expect_no_content(r: &Response, what: &str) {
+    expect(r, 204, what);
+    assert!(r.body.is_empty(), "{what}: a 204 with a body: {}", r.text());
+    assert_eq!(r.header("content-length"), None, "{what}: {:?}", r.headers);
+    assert_eq!(r.header("content-type"), None, "{what}: {:?}", r.headers);
+}
+
+/// `entityCount` of a namespace, as the admin sees it.
+fn entity_count(srv: &Server, name: &str) -> Value {
+    let r = as_admin(srv, "GET", &format!("/api/namespaces/{name}"), None);
+    expect(&r, 200, &format!("GET {name}"));
+    r.json()["entityCount"].clone()
+}
+
 fn register(srv: &Server, name: &str) -> String {
     let body = json!({ "name": name }).to_string();
     let r = as_admin(srv, "POST", "/api/namespaces", Some(&body));
@@ -361,12 +376,13 @@ fn registration_answers_the_token_once_and_needs_the_admin_token() {
     assert_ne!(alpha, bravo);
     assert_ne!(alpha[..alpha.len() / 2], bravo[..bravo.len() / 2]);
 
-    // The namespace as GET shows it: the same fields, without the token.
+    // The namespace as GET shows it: the same fields, without the token, with the
+    // number of its entities.
     let g = as_admin(&srv, "GET", "/api/namespaces/alpha", None);
     expect(&g, 200, "GET alpha");
     assert_eq!(
         g.json(),
-        json!({"namespaceId": ns_id, "name": "alpha", "createdAt": created})
+        json!({"namespaceId": ns_id, "name": "alpha", "createdAt": created, "entityCount": 0})
     );
     write_ok(&srv, &alpha, "alpha/first", r#"{"ok":true}"#);
 
@@ -503,12 +519,10 @@ fn namespace_deletion_removes_its_entities_and_token_and_frees_the_name() {
     let mut watcher = ws_connect(srv, "/api/ws", Some(&bearer(ADMIN)));
     watcher.subscribe("*");
 
+    let r = as_admin(srv, "GET", "/api/namespaces/alpha", None);
+    assert_eq!(r.json()["entityCount"], 11, "{}", r.text());
     let r = as_admin(srv, "DELETE", "/api/namespaces/alpha", None);
-    expect(&r, 200, "DELETE alpha");
-    assert_eq!(
-        r.json(),
-        json!({"name": "alpha", "deleted": true, "entitiesDeleted": 11})
-    );
+    expect_no_content(&r, "DELETE alpha");
     // Tombstones, like any deletion: subscribers see them.
     let got = watcher.collect(T, false, |g| g.len() >= 11);
     assert!(got.iter().all(|m| m["type"] == "entity_deleted"), "{got:?}");
@@ -592,6 +606,68 @@ fn namespace_deletion_removes_its_entities_and_token_and_frees_the_name() {
 }
 
 #[test]
+fn a_namespace_counts_its_entities_on_every_shard() {
+    let fx = Fixture::start(&[]);
+    let srv = &fx.srv;
+    // Names that share a prefix with alpha (`alphabet`, `alpha0` sorts right after
+    // `alpha/`) must not be counted with it, nor must bravo.
+    let alphabet = register(srv, "alphabet");
+    let alpha0 = register(srv, "alpha0");
+    let alpha_ids = spanning("alpha/c-", 40);
+    let events: Vec<String> = alpha_ids.iter().map(|id| event(id, r#"{"a":1}"#)).collect();
+    assert_eq!(batch_as(srv, &fx.alpha, &events).status, 200);
+    // Ids with more slashes are the namespace's too; writing one again adds nothing.
+    write_ok(srv, &fx.alpha, "alpha/deep/er/id", "{}");
+    write_ok(srv, &fx.alpha, &alpha_ids[0], r#"{"again":true}"#);
+    for (token, prefix, n) in [
+        (&fx.bravo, "bravo/c-", 7),
+        (&alphabet, "alphabet/c-", 5),
+        (&alpha0, "alpha0/c-", 3),
+    ] {
+        let events: Vec<String> = spanning(prefix, n)
+            .iter()
+            .map(|id| event(id, "{}"))
+            .collect();
+        assert_eq!(batch_as(srv, token, &events).status, 200);
+    }
+    assert_eq!(entity_count(srv, "alpha"), 41);
+    assert_eq!(entity_count(srv, "bravo"), 7);
+    assert_eq!(entity_count(srv, "alphabet"), 5);
+    assert_eq!(entity_count(srv, "alpha0"), 3);
+    // The namespace's own token sees the same count.
+    let r = fx.call(Own, "GET", "/api/namespaces/alpha", None);
+    assert_eq!(r.json()["entityCount"], 41, "{}", r.text());
+    // Deletions on both shards count down.
+    let r = as_token(
+        srv,
+        &fx.alpha,
+        "POST",
+        "/api/state/entities/delete",
+        Some(&json!({ "entity_ids": &alpha_ids[..10] }).to_string()),
+    );
+    assert_eq!(r.json()["deleted"], 10, "{}", r.text());
+    assert_eq!(entity_count(srv, "alpha"), 31);
+    assert_eq!(
+        entity_count(srv, "alpha"),
+        listing(srv, Some(&bearer(&fx.alpha)), "").len()
+    );
+    // Deleting the namespace: 204, then it is gone and the others keep their counts.
+    expect_no_content(
+        &as_admin(srv, "DELETE", "/api/namespaces/alpha", None),
+        "DELETE alpha",
+    );
+    expect(
+        &as_admin(srv, "GET", "/api/namespaces/alpha", None),
+        404,
+        "GET deleted alpha",
+    );
+    assert_eq!(entity_count(srv, "alphabet"), 5);
+    assert_eq!(entity_count(srv, "alpha0"), 3);
+    register(srv, "alpha");
+    assert_eq!(entity_count(srv, "alpha"), 0);
+}
+
+#[test]
 fn an_open_subscription_of_a_deleted_namespace_gets_nothing_of_its_successor() {
     let srv = auth_server(&[]);
     let old = register(&srv, "alpha");
@@ -606,9 +682,8 @@ fn an_open_subscription_of_a_deleted_namespace_gets_nothing_of_its_successor() {
         assert_eq!(updated_ids(&got), want);
     }
 
-    expect(
+    expect_no_content(
         &as_admin(&srv, "DELETE", "/api/namespaces/alpha", None),
-        200,
         "DELETE alpha",
     );
     let fresh = register(&srv, "alpha");
@@ -2001,13 +2076,19 @@ fn assert_kept(srv: &Server, tokens: &[(&str, &str)], ids: &[String], infos: &Va
     for (name, token) in tokens {
         let r = as_token(srv, token, "GET", &format!("/api/namespaces/{name}"), None);
         expect(&r, 200, &format!("{round}: GET {name} with its token"));
-        assert_eq!(&r.json(), &infos[name], "{round}");
-        write_ok(srv, token, &format!("{name}/{round}"), r#"{"after":true}"#);
+        let mut info = r.json();
+        let count = info
+            .as_object_mut()
+            .and_then(|o| o.remove("entityCount"))
+            .expect("entityCount");
+        assert_eq!(&info, &infos[name], "{round}");
         let mine: Vec<&String> = ids
             .iter()
             .filter(|id| id.starts_with(&format!("{name}/")))
             .collect();
         let listed = listing(srv, Some(&bearer(token)), "");
+        assert_eq!(count, listed.len(), "{round}: {name}'s entities counted");
+        write_ok(srv, token, &format!("{name}/{round}"), r#"{"after":true}"#);
         for id in mine {
             let r = as_token(srv, token, "GET", &entity_path(id), None);
             expect(&r, 200, &format!("{round}: {id}"));
@@ -2031,7 +2112,10 @@ fn the_registry_survives_clean_restarts_and_kill9() {
     }
     let mut infos = json!({});
     for name in ["alpha", "bravo"] {
-        infos[name] = as_admin(&srv, "GET", &format!("/api/namespaces/{name}"), None).json();
+        let mut info = as_admin(&srv, "GET", &format!("/api/namespaces/{name}"), None).json();
+        assert_eq!(info["entityCount"], 6, "{info}");
+        info.as_object_mut().unwrap().remove("entityCount");
+        infos[name] = info;
     }
     let tokens = [("alpha", alpha.as_str()), ("bravo", bravo.as_str())];
 
@@ -2048,9 +2132,8 @@ fn the_registry_survives_clean_restarts_and_kill9() {
     srv.restart();
     write_ok(&srv, &charlie, "charlie/x", "{}");
     // So is a deletion.
-    expect(
+    expect_no_content(
         &as_admin(&srv, "DELETE", "/api/namespaces/bravo", None),
-        200,
         "DELETE bravo",
     );
     srv.kill9();

@@ -119,7 +119,7 @@ pub async fn dispatch(
             Reply::Done
         }
         Endpoint::GetNamespace => {
-            namespaces::get(shard, req, out, body);
+            namespaces::get(shard, req, out, body).await;
             Reply::Done
         }
         Endpoint::DeleteNamespace => {

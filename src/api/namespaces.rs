@@ -3,14 +3,16 @@
 //!
 //! - `POST /api/namespaces {"name"}` (admin): 201 `{"namespaceId","name","token",
 //!   "createdAt"}`; the token is in this answer and nowhere else, ever.
-//! - `GET /api/namespaces/:name`: `{"namespaceId","name","createdAt"}` for the admin,
-//!   the namespace's own token, or anyone with public reads; 404 otherwise.
+//! - `GET /api/namespaces/:name`: `{"namespaceId","name","createdAt","entityCount"}`
+//!   for the admin, the namespace's own token, or anyone with public reads; 404
+//!   otherwise. `entityCount` counts the ids under `name/` on every shard (each walks
+//!   its ordered id set between two bounds, in steps, all shards at once).
 //! - `GET /api/state/namespaces`: `{"namespaces":[…]}`, the namespaces the token may
 //!   see (all for the admin and with public reads, its own for a namespace token).
 //! - `DELETE /api/namespaces/:name` (admin): the namespace stops accepting anything at
 //!   once, its entities are deleted (tombstones, like any deletion), then it leaves
-//!   the registry and its token stops working. A crash part way leaves it registered;
-//!   repeating the request finishes the job.
+//!   the registry and its token stops working; 204 with no body. A crash part way
+//!   leaves it registered; repeating the request finishes the job.
 
 use std::sync::Arc;
 
@@ -22,7 +24,8 @@ use crate::auth::ReadScope;
 use crate::http::respond;
 use crate::http::route::NAMESPACE_PREFIX;
 use crate::json;
-use crate::shard::Shard;
+use crate::shard::mesh::Unavailable;
+use crate::shard::{Shard, ShardId};
 use crate::time;
 
 const AUTH_OFF: &str = "namespaces exist only in auth mode (FLUX_AUTH_ENABLED=true)";
@@ -127,7 +130,7 @@ pub fn list(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<
     respond::json(out, 200, req.persist, b"", body);
 }
 
-pub fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+pub async fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
     if !shard.auth.enabled() {
         return respond::error(out, 404, req.persist, b"", AUTH_OFF);
     }
@@ -138,17 +141,31 @@ pub fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u
         .ok()
         .and_then(|name| shard.shared.auth.registry.get(name))
         .filter(|ns| sees(&scope, ns));
-    match found {
-        Some(ns) => {
-            body.clear();
-            write_namespace(body, &ns);
-            respond::json(out, 200, req.persist, b"", body);
-        }
-        None => respond::error(out, 404, req.persist, b"", "namespace not found"),
-    }
+    let Some(ns) = found else {
+        return respond::error(out, 404, req.persist, b"", "namespace not found");
+    };
+    let Ok(count) = entity_count(shard, &ns).await else {
+        return super::unavailable(out);
+    };
+    body.clear();
+    write_namespace(body, &ns);
+    body.pop();
+    body.extend_from_slice(b",\"entityCount\":");
+    json::write_u64(body, count);
+    body.push(b'}');
+    respond::json(out, 200, req.persist, b"", body);
 }
 
-pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+/// Entities of `ns` (ids under `name/`) on every shard, counted by all at once.
+async fn entity_count(shard: &Shard, ns: &Namespace) -> Result<u64, Unavailable> {
+    let mut prefix = ns.name.as_bytes().to_vec();
+    prefix.push(b'/');
+    let counts = (0..shard.count).map(|i| shard.count_prefix_on(ShardId(i as u16), &prefix));
+    let counts = super::delete::join_all(counts.collect()).await;
+    counts.into_iter().sum()
+}
+
+pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, _body: &mut Vec<u8>) {
     if !shard.auth.enabled() {
         return respond::error(out, 404, req.persist, b"", AUTH_OFF);
     }
@@ -179,13 +196,10 @@ pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &
     let mut prefix = name.as_bytes().to_vec();
     prefix.push(b'/');
     // Tombstones are acknowledged durably: the registry entry goes only after them.
-    let deleted = match super::delete::delete_prefix_all(shard, &prefix, true).await {
-        Ok(n) => n,
-        Err(e) => {
-            registry.abort_delete(name);
-            return super::apply_failed(out, req, &e);
-        }
-    };
+    if let Err(e) = super::delete::delete_prefix_all(shard, &prefix, true).await {
+        registry.abort_delete(name);
+        return super::apply_failed(out, req, &e);
+    }
     let auth = shard.shared.auth.clone();
     let owned = name.to_string();
     let removed = glommio::executor()
@@ -196,13 +210,7 @@ pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &
         let msg = format!("the namespace's entities were deleted but it stays registered: {msg}");
         return respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
     }
-    body.clear();
-    body.extend_from_slice(b"{\"name\":");
-    json::write_str(body, name.as_bytes());
-    body.extend_from_slice(b",\"deleted\":true,\"entitiesDeleted\":");
-    json::write_u64(body, deleted as u64);
-    body.push(b'}');
-    respond::json(out, 200, req.persist, b"", body);
+    respond::no_content(out, req.persist);
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ fn status_line(status: u16) -> &'static [u8] {
         101 => b"HTTP/1.1 101 Switching Protocols\r\n",
         200 => b"HTTP/1.1 200 OK\r\n",
         201 => b"HTTP/1.1 201 Created\r\n",
+        204 => b"HTTP/1.1 204 No Content\r\n",
         400 => b"HTTP/1.1 400 Bad Request\r\n",
         401 => b"HTTP/1.1 401 Unauthorized\r\n",
         403 => b"HTTP/1.1 403 Forbidden\r\n",
@@ -92,6 +93,12 @@ pub fn json(out: &mut Vec<u8>, status: u16, persist: Persist, extra: &[u8], body
     out.extend_from_slice(extra);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
+}
+
+/// `204 No Content`: no body and, as RFC 9110 (§8.6) requires, no Content-Length.
+pub fn no_content(out: &mut Vec<u8>, persist: Persist) {
+    write_common(out, 204, persist);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A complete response with a body of `content_type` (such as Prometheus text).

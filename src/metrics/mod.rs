@@ -51,6 +51,9 @@ pub struct ShardCounters {
     pub ws_subscriptions: AtomicU64,
     /// (pattern, shard) interests registered with this shard as owner.
     pub ws_interests: AtomicU64,
+    /// Memory accounted to this shard's connections' subscriptions
+    /// (`ws::subs::Pattern::cost_bytes`).
+    pub ws_subscription_bytes: AtomicU64,
     /// Connections closed with 1008 `slow consumer`.
     pub ws_slow_consumer_closes: AtomicU64,
     /// Updates (`state_update`, `entity_deleted`) queued to this shard's connections.
@@ -103,6 +106,7 @@ pub struct Totals {
     pub ws_connections: u64,
     pub ws_subscriptions: u64,
     pub ws_interests: u64,
+    pub ws_subscription_bytes: u64,
     pub ws_slow_consumer_closes: u64,
     pub ws_updates: u64,
     pub ws_delivery_gaps: u64,
@@ -144,6 +148,7 @@ impl Registry {
             t.ws_connections += s.ws_connections.load(Relaxed);
             t.ws_subscriptions += s.ws_subscriptions.load(Relaxed);
             t.ws_interests += s.ws_interests.load(Relaxed);
+            t.ws_subscription_bytes += s.ws_subscription_bytes.load(Relaxed);
             t.ws_slow_consumer_closes += s.ws_slow_consumer_closes.load(Relaxed);
             t.ws_updates += s.ws_updates.load(Relaxed);
             t.ws_delivery_gaps += s.ws_delivery_gaps.load(Relaxed);
@@ -243,6 +248,8 @@ pub struct Snapshot {
     pub fanout_us: Hist,
     /// Messages waiting in a connection's queue when its writer takes the next one.
     pub queue_depth: Hist,
+    /// Bytes of memory held by WebSocket connections' outgoing queues, now.
+    pub ws_queue_bytes: u64,
 }
 
 impl Snapshot {
@@ -250,7 +257,15 @@ impl Snapshot {
         self.ingest_us.add(&o.ingest_us);
         self.fanout_us.add(&o.fanout_us);
         self.queue_depth.add(&o.queue_depth);
+        self.ws_queue_bytes += o.ws_queue_bytes;
     }
+}
+
+/// This shard's histograms and the gauges it computes when asked.
+pub fn snapshot(shard: &Shard) -> Snapshot {
+    let mut s = shard.metrics.hist.borrow().clone();
+    s.ws_queue_bytes = shard.ws.queue_memory() as u64;
+    s
 }
 
 /// Metrics state private to one shard.

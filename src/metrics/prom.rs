@@ -179,6 +179,20 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
         "Bytes of updates waiting in shards' delivery inboxes.",
         t.ws_inbox_bytes,
     );
+    scalar(
+        &mut o,
+        "flux_ws_subscription_bytes",
+        "gauge",
+        "Memory accounted to WebSocket subscriptions (connection sets, home registries and owners' interest registrations).",
+        t.ws_subscription_bytes,
+    );
+    scalar(
+        &mut o,
+        "flux_ws_queue_bytes",
+        "gauge",
+        "Memory held by WebSocket connections' outgoing queues (queued frames and writes in progress).",
+        s.ws_queue_bytes,
+    );
     histogram(
         &mut o,
         "flux_ingest_latency_seconds",
@@ -208,7 +222,7 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
 
 /// `GET /metrics`.
 pub async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
-    let mut all = shard.metrics.hist.borrow().clone();
+    let mut all = super::snapshot(shard);
     for i in 0..shard.count {
         let from = ShardId(i as u16);
         if from == shard.id {

@@ -44,6 +44,11 @@ pub enum Request {
         query: PageQuery,
         reply: oneshot::Sender<Page>,
     },
+    /// How many entities' ids start with `prefix` (`Shard::count_prefix`).
+    Count {
+        prefix: Box<[u8]>,
+        reply: oneshot::Sender<u64>,
+    },
     /// WebSocket subscription bookkeeping (`ws`).
     Ws(crate::ws::WsMsg),
     /// Deletions (`api::delete`).

@@ -99,6 +99,12 @@ impl Shared {
 /// (`Shard::part_window`).
 pub const PART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Entities `Shard::count_prefix` counts before it lets other tasks run: ~1.3 ms of
+/// walking the ordered id set (measured: `GET /api/namespaces/:name` of a namespace of
+/// 1,000,000 entities on 2 shards answers in 10–17 ms, release build, so ~20 ns per
+/// entity).
+pub const COUNT_STEP_ENTITIES: usize = 65_536;
+
 /// Frame kind of a participant's part (re-exported for recovery's redo).
 pub(crate) const FRAME_PART_KIND: u8 = FRAME_PART;
 
@@ -588,6 +594,38 @@ impl Shard {
         Ok(())
     }
 
+    /// How many of this shard's entities have an id starting with `prefix`. Counted in
+    /// steps of `COUNT_STEP_ENTITIES`, yielding between them, so a namespace of
+    /// millions of entities does not hold the shard. Entities written or deleted
+    /// meanwhile may or may not be counted.
+    pub async fn count_prefix(&self, prefix: &[u8]) -> u64 {
+        let mut total = 0;
+        let mut after: Option<Arc<[u8]>> = None;
+        loop {
+            let (n, last) =
+                self.store
+                    .borrow()
+                    .count_prefix(prefix, after.as_deref(), COUNT_STEP_ENTITIES);
+            total += n as u64;
+            match last {
+                None => return total,
+                Some(id) => after = Some(id),
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    /// `count_prefix` on shard `on`.
+    pub async fn count_prefix_on(&self, on: ShardId, prefix: &[u8]) -> Result<u64, Unavailable> {
+        if on == self.id {
+            return Ok(self.count_prefix(prefix).await);
+        }
+        let prefix = prefix.into();
+        self.mesh
+            .call(on, |reply| Request::Count { prefix, reply })
+            .await
+    }
+
     /// Serves a request that another shard sent to this one.
     pub fn handle(&self, req: Request) {
         match req {
@@ -641,10 +679,17 @@ impl Shard {
                 self.store.borrow().page(&query, &mut page);
                 let _ = reply.send(page);
             }
+            Request::Count { prefix, reply } => {
+                let shard = self.me();
+                glommio::spawn_local(async move {
+                    let _ = reply.send(shard.count_prefix(&prefix).await);
+                })
+                .detach();
+            }
             Request::Ws(msg) => crate::ws::handle(self, msg),
             Request::Delete(msg) => crate::api::delete::handle(&self.me(), msg),
             Request::Metrics { reply } => {
-                let _ = reply.send(self.metrics.hist.borrow().clone());
+                let _ = reply.send(crate::metrics::snapshot(self));
             }
         }
     }

@@ -68,6 +68,17 @@ use subs::{ConnId, Interests, LocalSubs, Pattern};
 /// Subscriptions one connection may hold; a subscribe past it is answered with an
 /// error message (the connection stays open).
 pub const WS_SUBSCRIPTIONS_PER_CONN_MAX: usize = 10_000;
+/// Memory one connection's subscriptions may account for (`Pattern::cost_bytes`: its
+/// own set, the home shard's registry and the owners' interest registrations, which
+/// for a prefix pattern means every shard); a subscribe past it is answered with an
+/// error message (the connection stays open). Derived so that the full count of
+/// subscriptions to exact ids of up to `WS_TYPICAL_ID_BYTES` always fits; long ids
+/// and prefix patterns on many shards reach it sooner (10,000 exact 1 KiB ids would
+/// otherwise hold ~36 MB, and 10,000 prefix patterns of 1 KiB on 64 shards ~730 MB).
+pub const WS_SUBSCRIPTION_BYTES_PER_CONN_MAX: usize =
+    WS_SUBSCRIPTIONS_PER_CONN_MAX * subs::exact_cost_bytes(WS_TYPICAL_ID_BYTES);
+/// Id length that `WS_SUBSCRIPTION_BYTES_PER_CONN_MAX` is derived for.
+pub const WS_TYPICAL_ID_BYTES: usize = 64;
 /// How often each shard checks for shutdown, to close its connections with 1001.
 const HOUSEKEEPING_MS: u64 = 50;
 /// CPU shares of WebSocket work (sessions, deliveries, metrics broadcasts) against the
@@ -198,8 +209,12 @@ impl Hub {
     /// no other local connection holds them). Done as soon as it starts closing, so
     /// that owners stop rendering updates for it during the close handshake.
     pub fn release(&self, shard: &Shard, o: &Outbox) {
-        let subs: Vec<Pattern> = o.subs.borrow_mut().drain().collect();
+        let subs: Vec<Pattern> = std::mem::take(&mut *o.subs.borrow_mut())
+            .into_iter()
+            .collect();
         ShardCounters::drop_by(&self.counters(shard).ws_subscriptions, subs.len() as u64);
+        let bytes = o.sub_bytes.replace(0) as u64;
+        ShardCounters::drop_by(&self.counters(shard).ws_subscription_bytes, bytes);
         let mut local = self.local.borrow_mut();
         for p in subs {
             if local.unsubscribe(&p, o.id) {
@@ -232,6 +247,16 @@ impl Hub {
                          {WS_SUBSCRIPTIONS_PER_CONN_MAX})"
                     ));
                 }
+                let cost = p.cost_bytes(shard.count);
+                if o.sub_bytes.get() + cost > WS_SUBSCRIPTION_BYTES_PER_CONN_MAX {
+                    return Err(format!(
+                        "this connection's subscriptions would take more than \
+                         {WS_SUBSCRIPTION_BYTES_PER_CONN_MAX} bytes of server memory (long \
+                         ids and prefix patterns cost more): unsubscribe from some first"
+                    ));
+                }
+                o.sub_bytes.set(o.sub_bytes.get() + cost);
+                ShardCounters::bump(&self.counters(shard).ws_subscription_bytes, cost as u64);
                 subs.insert(p.clone());
                 ShardCounters::bump(&self.counters(shard).ws_subscriptions, 1);
                 if self.local.borrow_mut().subscribe(&p, o.id) {
@@ -247,6 +272,9 @@ impl Hub {
     /// nothing more reaches the connection); the owners learn it in the background.
     pub fn unsubscribe(&self, shard: &Shard, o: &Outbox, p: &Pattern) {
         if o.subs.borrow_mut().remove(p) {
+            let cost = p.cost_bytes(shard.count);
+            o.sub_bytes.set(o.sub_bytes.get() - cost);
+            ShardCounters::drop_by(&self.counters(shard).ws_subscription_bytes, cost as u64);
             ShardCounters::drop_by(&self.counters(shard).ws_subscriptions, 1);
             if self.local.borrow_mut().unsubscribe(p, o.id) {
                 self.queue_change(p.clone(), false);
@@ -319,6 +347,12 @@ impl Hub {
 
     pub fn connections(&self) -> usize {
         self.conns.borrow().len()
+    }
+
+    /// Bytes of memory this shard's connections' outgoing queues hold
+    /// (`Outbox::memory`).
+    pub fn queue_memory(&self) -> usize {
+        self.conns.borrow().values().map(|o| o.memory()).sum()
     }
 
     /// Runs `f` as a task of the WebSocket task queue (see `WS_TASK_QUEUE_SHARES`).

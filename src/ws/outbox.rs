@@ -12,6 +12,12 @@
 //! When a push would exceed a bound the connection is a slow consumer: the queue is
 //! dropped and the connection closes with 1008 `slow consumer`. Nothing upstream ever
 //! waits for a subscriber, so ingestion does not depend on any subscriber's speed.
+//!
+//! Memory: the queue buffer never grows past the byte bound (growth is clamped, not
+//! doubled beyond it), and the writer holds at most one more such buffer (the one it
+//! is writing), so one connection's queue memory is at most 2 × `FLUX_WS_QUEUE_BYTES`
+//! ([`Outbox::memory`] reports it). Both are freed the moment closing starts: the
+//! writer keeps only the rest of a frame it had partly written.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -94,11 +100,15 @@ pub fn put_text(buf: &mut Vec<u8>, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
-/// Where the frame containing byte `at` ends, in a buffer of complete server frames
-/// starting at a frame boundary.
+/// The first frame boundary at or after `at`, in a buffer of complete server frames
+/// starting at a frame boundary: where a write that stopped after `at` bytes may
+/// stop without cutting a frame (`at` itself when it is a boundary).
 pub fn frame_end(frames: &[u8], at: usize) -> usize {
     let mut off = 0;
     while off < frames.len() {
+        if off >= at {
+            return off;
+        }
         let b = &frames[off..];
         let (head, len) = match b[1] & 0x7F {
             126 => (4, u16::from_be_bytes([b[2], b[3]]) as usize),
@@ -109,11 +119,20 @@ pub fn frame_end(frames: &[u8], at: usize) -> usize {
             l => (2, l as usize),
         };
         off += head + len;
-        if off > at {
-            return off.min(frames.len());
-        }
     }
     frames.len()
+}
+
+/// Makes room for `extra` more bytes, growing the capacity geometrically but never
+/// past `cap_max` (unless `extra` itself needs more): a queue bounded in bytes is then
+/// bounded in memory too, not in twice its bound.
+#[inline]
+fn reserve(buf: &mut Vec<u8>, extra: usize, cap_max: usize) {
+    let need = buf.len() + extra;
+    if need > buf.capacity() {
+        let want = (buf.capacity() * 2).clamp(need, cap_max.max(need));
+        buf.reserve_exact(want - buf.len());
+    }
 }
 
 /// What the writer should do next.
@@ -145,6 +164,11 @@ pub struct Outbox {
     pub last_rx: Cell<Instant>,
     /// This connection's subscriptions (at most `WS_SUBSCRIPTIONS_PER_CONN_MAX`).
     pub subs: RefCell<HashSet<Pattern>>,
+    /// Memory accounted to `subs` (`Pattern::cost_bytes`; at most
+    /// `WS_SUBSCRIPTION_BYTES_PER_CONN_MAX`).
+    pub sub_bytes: Cell<usize>,
+    /// Capacity of the buffer the writer holds (the frames it is writing).
+    writer_bytes: Cell<usize>,
     /// The namespace a namespace token's connection is confined to: deleting it
     /// closes the connection (`Hub::revoke`).
     pub tenant: std::cell::OnceCell<std::sync::Arc<crate::auth::registry::Namespace>>,
@@ -163,6 +187,8 @@ impl Outbox {
             waker: RefCell::new(None),
             last_rx: Cell::new(Instant::now()),
             subs: RefCell::new(HashSet::new()),
+            sub_bytes: Cell::new(0),
+            writer_bytes: Cell::new(0),
             tenant: std::cell::OnceCell::new(),
         }
     }
@@ -193,6 +219,7 @@ impl Outbox {
         }
         let mut buf = self.buf.borrow_mut();
         let was_empty = buf.is_empty();
+        reserve(&mut buf, frames.len(), self.bytes_max);
         buf.extend_from_slice(frames);
         drop(buf);
         self.bytes.set(bytes);
@@ -215,6 +242,7 @@ impl Outbox {
         let mut buf = self.buf.borrow_mut();
         let was_empty = buf.is_empty();
         let before = buf.len();
+        reserve(&mut buf, payload.len() + 10, self.bytes_max);
         put_text(&mut buf, payload);
         let added = buf.len() - before;
         drop(buf);
@@ -227,13 +255,19 @@ impl Outbox {
     }
 
     /// Queues a control frame written by tungstenite (pongs, close frames), even
-    /// while closing: it comes after what is queued. Not bounded (a few bytes, at the
-    /// pace the client sends pings), but counted, so that a client sending pings
-    /// without reading is still a slow consumer.
-    pub fn control(&self, frames: &[u8]) {
+    /// while closing: it comes after what is queued. Bounded like messages: a client
+    /// that sends pings without reading the pongs overflows the queue too (the frame
+    /// is queued anyway, the caller closes the connection). While closing, only the
+    /// close frame comes here (tungstenite answers no pings once it sent it).
+    pub fn control(&self, frames: &[u8]) -> Result<(), Overflow> {
         self.buf.borrow_mut().extend_from_slice(frames);
-        self.bytes.set(self.bytes.get() + frames.len());
+        let bytes = self.bytes.get() + frames.len();
+        self.bytes.set(bytes);
         self.wake();
+        if bytes > self.bytes_max && !self.refuses() {
+            return Err(Overflow);
+        }
+        Ok(())
     }
 
     /// Asks the writer to send a ping, ahead of the queued messages.
@@ -295,7 +329,19 @@ impl Outbox {
     pub fn take(&self, into: &mut Vec<u8>) -> usize {
         debug_assert!(into.is_empty());
         std::mem::swap(&mut *self.buf.borrow_mut(), into);
+        self.writer_bytes.set(into.capacity());
         self.msgs.replace(0)
+    }
+
+    /// The writer's buffer now has this capacity (it shrank or freed it).
+    pub fn writer_holds(&self, capacity: usize) {
+        self.writer_bytes.set(capacity);
+    }
+
+    /// Bytes of memory the queue holds: the queue buffer's capacity and the buffer
+    /// the writer is writing (allocated, not just used).
+    pub fn memory(&self) -> usize {
+        self.buf.borrow().capacity() + self.writer_bytes.get()
     }
 
     /// The writer's next step; `Pending` (with the waker kept) when there is none.
@@ -381,9 +427,12 @@ mod tests {
             assert_eq!(b.len(), head + n);
             assert_eq!(b[0], 0x81);
             put_text(&mut b, b"ab");
-            assert_eq!(frame_end(&b, 0), head + n);
+            assert_eq!(frame_end(&b, 0), 0, "a boundary: nothing to finish");
+            assert_eq!(frame_end(&b, 1), head + n);
             assert_eq!(frame_end(&b, head + n - 1), head + n);
-            assert_eq!(frame_end(&b, head + n), head + n + 4);
+            assert_eq!(frame_end(&b, head + n), head + n);
+            assert_eq!(frame_end(&b, head + n + 1), head + n + 4);
+            assert_eq!(frame_end(&b, b.len()), b.len());
         }
     }
 
@@ -405,5 +454,33 @@ mod tests {
         o.seal();
         assert_eq!(o.push_text(b"d"), Ok(()), "dropped once sealed");
         assert_eq!(o.poll_next(&mut cx, &mut into), Poll::Ready(Next::Done));
+    }
+
+    #[test]
+    fn memory_stays_within_the_bound_and_is_freed_on_close() {
+        let max = 64 * 1024;
+        let o = Outbox::new(1, max);
+        while o.push_text(&text(1000)).is_ok() {}
+        assert!(o.queued().1 <= max);
+        // Doubling would have reached 128 KiB; growth is clamped at the bound.
+        assert!(o.memory() <= max, "{} > {max}", o.memory());
+        let mut into = Vec::new();
+        o.take(&mut into);
+        assert_eq!(o.memory(), into.capacity());
+        o.writer_holds(0);
+        o.close(CloseReason::SlowConsumer);
+        assert_eq!(o.memory(), 0);
+    }
+
+    #[test]
+    fn control_frames_count_against_the_bound() {
+        let o = Outbox::new(1, 100);
+        for _ in 0..14 {
+            assert_eq!(o.control(&[0x8A, 5, 1, 2, 3, 4, 5]), Ok(()));
+        }
+        assert_eq!(o.control(&[0x8A, 5, 1, 2, 3, 4, 5]), Err(Overflow));
+        o.close(CloseReason::SlowConsumer);
+        // The close frame itself is queued whatever the bound.
+        assert_eq!(o.control(&[0x88, 2, 0x03, 0xF0]), Ok(()));
     }
 }

@@ -11,14 +11,22 @@
 //! subscribe / unsubscribe / error replies; tungstenite answers pings and the peer's
 //! close) and the writer (the outbox → the socket). It ends when the
 //! peer closes or vanishes, or when the server closes it (slow consumer, shutdown,
-//! ping timeout, oversized or malformed frames): then the writer sends the close
-//! frame and the reader waits for the peer's, each bounded by `CLOSE_TIMEOUT`.
+//! ping timeout, oversized or malformed frames).
+//!
+//! Closing, when the server starts it: the queue is dropped at once (`Outbox::close`);
+//! a frame the writer had partly written is finished (bytes of two frames are never
+//! interleaved), the close frame follows it, and the session waits for the peer's
+//! close frame. The whole handshake has `CLOSE_HANDSHAKE_TIMEOUT`; past it the TCP
+//! connection is reset. What can still come before the close frame is bounded:
+//! the kernel holds at most `WS_UNSENT_BYTES_MAX` of unsent bytes per connection
+//! (`TCP_NOTSENT_LOWAT`), plus what is in flight in the peer's receive window.
 //! Whatever the exit path, [`Registration`]'s `Drop` unregisters the connection and
 //! its subscriptions, here and on the owning shards.
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,9 +49,46 @@ use crate::auth::ReadScope;
 use crate::limits::WRITE_TIMEOUT_MS;
 use crate::shard::Shard;
 
-/// How long a close handshake may take, each way (our close frame out, the peer's
-/// back). A peer that does not read gets its TCP connection dropped after it.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a close handshake may take in all: from the moment the server starts
+/// closing (or the peer's close frame arrives) until the rest of a partly written
+/// frame and our close frame are out and the peer's close frame is in. Past it the
+/// TCP connection is reset (`SO_LINGER` 0), so the kernel drops what it still holds
+/// for the peer too: a client that stops reading, or never answers the close, holds
+/// nothing for longer than this.
+pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Unsent bytes the kernel may hold in one WebSocket connection's send buffer
+/// (`TCP_NOTSENT_LOWAT`: the socket takes no more while this much is waiting to be
+/// sent). Without it the kernel's send buffer grows to megabytes (`tcp_wmem`
+/// autotuning; 2.8 MB measured for a subscriber with a 4 KiB receive buffer), all of
+/// which a slow consumer would have to read before its close frame. Bytes in flight
+/// (within the peer's receive window) are not counted, so a fast reader is not held
+/// back: the writer is woken to refill whenever less than this is waiting.
+pub const WS_UNSENT_BYTES_MAX: usize = 64 * 1024;
+
+/// Best effort: a socket without the option still works, with the kernel's defaults.
+fn set_sockopt<T>(stream: &TcpStream, level: libc::c_int, name: libc::c_int, v: &T) {
+    // SAFETY: a valid descriptor (owned by `stream`) and a value of the size given.
+    let _ = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+}
+
+/// Makes dropping the socket reset the connection instead of closing it in order:
+/// the kernel then frees its buffers at once rather than trying to deliver them.
+fn reset_on_drop(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    set_sockopt(stream, libc::SOL_SOCKET, libc::SO_LINGER, &linger);
+}
 
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -86,6 +131,7 @@ impl Drop for Registration {
 struct Io {
     stream: Rc<RefCell<TcpStream>>,
     out: Rc<Outbox>,
+    shard: Rc<Shard>,
 }
 
 impl AsyncRead for Io {
@@ -104,7 +150,10 @@ impl AsyncWrite for Io {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.out.control(buf);
+        if self.out.control(buf).is_err() {
+            // Pongs piling up for a client that sends pings and reads nothing.
+            self.shard.ws.close_slow(&self.shard, &self.out);
+        }
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -184,12 +233,15 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: Rea
 async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: ReadScope) {
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MS)));
+    let unsent = WS_UNSENT_BYTES_MAX as libc::c_int;
+    set_sockopt(&stream, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, &unsent);
     let stream = Rc::new(RefCell::new(stream));
     let reg = Registration::new(&shard);
     let o = &reg.outbox;
     let io = Io {
         stream: stream.clone(),
         out: o.clone(),
+        shard: shard.clone(),
     };
     let ws = WebSocketStream::from_partially_read(io, early, Role::Server, Some(ws_config())).await;
     let (mut tx, mut rx) = ws.split();
@@ -206,7 +258,7 @@ async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: Rea
     }
     let mut reader = pin!(gated(read_loop(&shard, o, &mut rx, &scope)));
     let mut writer = pin!(write_loop(&shard, o, &stream, &mut tx));
-    // Which loop ended first; the writer says whether its close frame went out.
+    // Which loop ended first.
     let first = future::or(
         async {
             (&mut reader).await;
@@ -215,18 +267,39 @@ async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: Rea
         async { Some((&mut writer).await) },
     )
     .await;
-    if first.is_none() {
-        // The peer closed (tungstenite queued the answer to its close frame) or the
-        // stream failed: the writer sends what is queued and ends. If the reader
-        // asked to close (oversized or malformed frames), the writer sends the close
-        // frame.
-        if o.closing().is_none() {
-            o.seal();
+    // The close handshake (or what is left of it), within one deadline.
+    let handshake = async {
+        match first {
+            None => {
+                // The peer closed (tungstenite queued the answer to its close frame)
+                // or the stream failed: the writer sends what is queued and ends. If
+                // the reader asked to close (oversized or malformed frames), the
+                // writer hands over the close frame.
+                if o.closing().is_none() {
+                    o.seal();
+                }
+                match writer.await {
+                    WriterEnd::Done => true,
+                    WriterEnd::Close(last) => write_all(o, &stream, &last).await.is_ok(),
+                    WriterEnd::Failed => false,
+                }
+            }
+            Some(WriterEnd::Close(last)) => {
+                // Our close frame (after the rest of a partly written frame), then
+                // the peer's answer.
+                write_all(o, &stream, &last).await.is_ok() && {
+                    drop(last);
+                    o.writer_holds(0);
+                    reader.await;
+                    true
+                }
+            }
+            Some(WriterEnd::Done | WriterEnd::Failed) => false,
         }
-        within(CLOSE_TIMEOUT, writer).await;
-    } else if first == Some(true) {
-        // Our close frame went out: wait for the peer's answer.
-        within(CLOSE_TIMEOUT, reader).await;
+    };
+    let finished = within(CLOSE_HANDSHAKE_TIMEOUT, handshake).await == Some(true);
+    if !finished {
+        reset_on_drop(&stream.borrow());
     }
     // `reg` drops last (after the loops borrowing its outbox): unregistration.
 }
@@ -298,15 +371,27 @@ async fn command(shard: &Shard, o: &Outbox, text: &[u8], scratch: &mut Vec<u8>, 
     shard.ws.reply(shard, o, protocol::ack_message(cmd, &id));
 }
 
-/// Sends queued frames until the connection closes; returns whether a close frame
-/// went out (false: writing failed or timed out, or the peer closed first).
+/// How the writer ended.
+enum WriterEnd {
+    /// The server is closing: these bytes (the rest of a frame that was partly
+    /// written, then the close frame) go out next, and nothing after them.
+    Close(Vec<u8>),
+    /// Sealed (the peer closed) and everything queued was written.
+    Done,
+    /// Writing failed or timed out.
+    Failed,
+}
+
+/// Sends queued frames until the connection closes.
 async fn write_loop(
     shard: &Shard,
     o: &Outbox,
     stream: &RefCell<TcpStream>,
     tx: &mut WebSocketSender<Io>,
-) -> bool {
+) -> WriterEnd {
     let mut chunk = Vec::new();
+    // The unwritten rest of the frame being written when closing started.
+    let mut rest = Vec::new();
     loop {
         match poll_fn(|cx| o.poll_next(cx, &mut chunk)).await {
             Next::Write(msgs) => {
@@ -318,23 +403,23 @@ async fn write_loop(
                     hist.sum = hist.sum.saturating_add(m * m);
                 }
                 let mut off = 0;
-                match write(o, stream, &chunk, &mut off, true).await {
-                    Ok(()) => {}
-                    Err(_) => return false,
+                if write(o, stream, &chunk, &mut off, true).await.is_err() {
+                    return WriterEnd::Failed;
                 }
                 if off < chunk.len() {
-                    // Closing started mid-write: finish the frame being written (the
-                    // close frame must follow a whole frame), drop the rest.
-                    let end = outbox::frame_end(&chunk, off);
-                    chunk.truncate(end);
-                    chunk.drain(..off);
+                    // Closing started mid-write: the frame being written is finished
+                    // (the close frame must follow a whole frame), the rest is
+                    // dropped and its buffer freed now, not after the handshake.
+                    rest.extend_from_slice(&chunk[off..outbox::frame_end(&chunk, off)]);
+                    chunk = Vec::new();
                 } else {
                     chunk.clear();
+                    // A large buffer is not kept for an idle connection.
+                    if chunk.capacity() > 1 << 20 {
+                        chunk = Vec::new();
+                    }
                 }
-                // A large buffer is not kept for an idle connection.
-                if chunk.capacity() > 1 << 20 && chunk.is_empty() {
-                    chunk = Vec::new();
-                }
+                o.writer_holds(chunk.capacity() + rest.capacity());
             }
             Next::Close(why) => {
                 shard.ws.release(shard, o);
@@ -342,18 +427,25 @@ async fn write_loop(
                     code: why.code(),
                     reason: why.text().into(),
                 };
-                // tungstenite queues the close frame (and records that we sent it).
-                let queued = tx.close(Some(frame)).await.is_ok();
-                let mut rest = Vec::new();
-                o.take(&mut rest);
-                chunk.extend_from_slice(&rest);
-                let mut off = 0;
-                let sent = within(CLOSE_TIMEOUT, write(o, stream, &chunk, &mut off, false)).await;
-                return queued && matches!(sent, Some(Ok(())));
+                // tungstenite queues the close frame in the outbox (and records that
+                // we sent it); it fails when the peer's close came first, and then
+                // its answer is queued already.
+                let _ = tx.close(Some(frame)).await;
+                o.take(&mut chunk);
+                rest.extend_from_slice(&chunk);
+                drop(chunk);
+                o.writer_holds(rest.capacity());
+                return WriterEnd::Close(rest);
             }
-            Next::Done => return false,
+            Next::Done => return WriterEnd::Done,
         }
     }
+}
+
+/// Writes all of `buf` (closing: not interrupted by it).
+async fn write_all(o: &Outbox, stream: &RefCell<TcpStream>, buf: &[u8]) -> io::Result<()> {
+    let mut off = 0;
+    write(o, stream, buf, &mut off, false).await
 }
 
 /// Writes `buf[*off..]`; with `interruptible`, stops early (Ok, `*off` short) once

@@ -58,6 +58,38 @@ impl Pattern {
             Pattern::Prefix(p) => id.starts_with(p),
         }
     }
+
+    /// The id or prefix bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Pattern::Exact(b) | Pattern::Prefix(b) => b,
+        }
+    }
+
+    /// Memory one connection's subscription to this pattern accounts for on a server
+    /// of `shards` shards: two copies on the home shard (the connection's set and the
+    /// shard's registry) and one interest registration on each owner it reaches (the
+    /// owning shard of an exact id; every shard for a prefix). Counted per connection
+    /// even when another connection shares the registrations: an upper bound.
+    pub fn cost_bytes(&self, shards: usize) -> usize {
+        let owners = match self {
+            Pattern::Exact(_) => 1,
+            Pattern::Prefix(_) => shards,
+        };
+        (self.bytes().len() + PATTERN_COPY_OVERHEAD_BYTES) * (2 + owners)
+    }
+}
+
+/// What one copy of a pattern costs beyond its bytes: the hash-table slot (key and
+/// value, control byte, load-factor slack), the key's heap block rounding and
+/// header, and for the home registry the connection list's block. Measured with
+/// `ws_subscription_memory` in tests/ws_slow.rs (RSS growth of a server while one
+/// connection subscribes to thousands of patterns; see ARCHITECTURE.md).
+pub const PATTERN_COPY_OVERHEAD_BYTES: usize = 256;
+
+/// `Pattern::cost_bytes` of an exact id of `len` bytes.
+pub const fn exact_cost_bytes(len: usize) -> usize {
+    (len + PATTERN_COPY_OVERHEAD_BYTES) * 3
 }
 
 /// A set of shards (at most `SHARDS_MAX`).
@@ -324,6 +356,16 @@ mod tests {
         assert_eq!(c("bravo/*"), None);
         assert_eq!(c("alphabet*"), None);
         assert_eq!(c("alpha/"), None);
+    }
+
+    #[test]
+    fn subscription_costs() {
+        assert_eq!(p("abc").cost_bytes(4), exact_cost_bytes(3));
+        assert_eq!(
+            p("abc*").cost_bytes(4),
+            (3 + PATTERN_COPY_OVERHEAD_BYTES) * 6
+        );
+        assert_eq!(p("*").cost_bytes(1), PATTERN_COPY_OVERHEAD_BYTES * 3);
     }
 
     #[test]

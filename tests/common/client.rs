@@ -121,6 +121,56 @@ impl Conn {
         })
     }
 
+    /// Connects with the socket's receive buffer set to `rcvbuf_bytes` before the
+    /// connection exists (so the window the server sees is small from the start):
+    /// a client that cannot take much at once.
+    pub fn open_with_rcvbuf(port: u16, rcvbuf_bytes: usize) -> Conn {
+        use std::os::fd::FromRawFd;
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        // Owned from here on, so the descriptor is closed on every path.
+        let stream = unsafe { TcpStream::from_raw_fd(fd) };
+        let size = rcvbuf_bytes as libc::c_int;
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = unsafe {
+            libc::connect(
+                fd,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "connect to port {port}: {}",
+            io::Error::last_os_error()
+        );
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn set_timeout(&self, timeout: Duration) {
         self.stream
             .set_read_timeout(Some(timeout))

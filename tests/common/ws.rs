@@ -133,10 +133,23 @@ impl WsClient {
         WsClient::upgrade_with(port, upgrade_request(&key).as_bytes(), &key)
     }
 
+    /// Connects with a receive buffer of `rcvbuf_bytes` (see
+    /// [`Conn::open_with_rcvbuf`]) and upgrades.
+    pub fn connect_with_rcvbuf(port: u16, rcvbuf_bytes: usize) -> WsClient {
+        let key = ws_key(super::unique() ^ u64::from(port));
+        let conn = Conn::open_with_rcvbuf(port, rcvbuf_bytes);
+        WsClient::upgrade_on(conn, upgrade_request(&key).as_bytes(), &key)
+            .unwrap_or_else(|r| panic!("upgrade refused: {r:?}"))
+    }
+
     /// Sends `request` (an upgrade request using `key`, plus anything after it) and
     /// reads the response head.
     pub fn upgrade_with(port: u16, request: &[u8], key: &str) -> Result<WsClient, Response> {
-        let mut conn = Conn::open(port);
+        WsClient::upgrade_on(Conn::open(port), request, key)
+    }
+
+    /// [`WsClient::upgrade_with`] on a connection already open.
+    pub fn upgrade_on(mut conn: Conn, request: &[u8], key: &str) -> Result<WsClient, Response> {
         conn.send(request);
         let head = conn
             .try_read_head()
@@ -406,6 +419,44 @@ impl WsClient {
                 Recv::Frame(_) => {}
                 Recv::Timeout | Recv::Closed => return None,
             }
+        }
+    }
+
+    /// Reads like a slow consumer (at most `piece` bytes per read, then `pause`) until
+    /// the server's close frame, discarding other frames. Returns the close (None on
+    /// timeout or EOF) and how many bytes came before it.
+    pub fn read_slowly_until_close(
+        &mut self,
+        piece: usize,
+        pause: Duration,
+        timeout: Duration,
+    ) -> (Option<(u16, String)>, usize) {
+        let deadline = Instant::now() + timeout;
+        let mut before = 0;
+        let mut tmp = vec![0u8; piece];
+        loop {
+            while let Some(f) = self.parse_frame() {
+                if f.opcode == OP_CLOSE {
+                    self.closed_with = f.close();
+                    return (f.close(), before);
+                }
+                // Header bytes are not counted: a lower bound is enough here.
+                before += f.payload.len();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (None, before);
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("set_read_timeout");
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return (None, before),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return (None, before),
+            }
+            std::thread::sleep(pause);
         }
     }
 
