@@ -130,6 +130,12 @@ pub fn load(dir: &Path) -> Result<(SnapshotMeta, Store), LoadError> {
     };
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).map_err(LoadError::Io)?;
+    decode(&bytes)
+}
+
+/// Verifies and decodes the bytes of a snapshot file (what [`load`] read) into a store.
+/// Never panics, whatever the bytes (the fuzz target `snapshot_load` checks that).
+pub fn decode(bytes: &[u8]) -> Result<(SnapshotMeta, Store), LoadError> {
     if bytes.len() < HEADER_BYTES + 2 + 8 + 4 {
         return Err(LoadError::Corrupt("truncated"));
     }
