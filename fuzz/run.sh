@@ -41,6 +41,11 @@ seconds=$2
 
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
+# Cargo caches rustc's answers to its target-info probe in this file without the
+# environment in the key: a probe that once failed (a `cargo fuzz` run without
+# RUSTC_BOOTSTRAP) keeps failing with "the option `Z` is only accepted on the nightly
+# compiler" until the file goes. Re-probing costs a fraction of a second.
+rm -f target/.rustc_info.json
 nice -n 10 cargo fuzz build
 
 rows=()

@@ -25,25 +25,43 @@ thread_local! {
     static DECODER: RefCell<Decoder> = RefCell::new(Decoder::new());
 }
 
-/// Nesting of objects and arrays, the outermost counting 1 (as `MAX_DEPTH` counts).
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
-        _ => 0,
+/// For a body serde_json accepted: the deepest nesting of objects and arrays (the
+/// outermost counting 1, as `MAX_DEPTH` counts), and whether every number is within
+/// f64's range. simd-json refuses the others ("number out of range", like serde_json
+/// without `arbitrary_precision`); that limit is known and reported. Read from the
+/// text, not from a `Value`: a duplicate key hides the earlier value from a `Value`,
+/// but not from our decoder.
+fn depth_and_finite(body: &[u8]) -> (usize, bool) {
+    let (mut depth, mut deepest, mut finite) = (0usize, 0usize, true);
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while body[i] != b'"' {
+                    i += if body[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth -= 1,
+            b'-' | b'0'..=b'9' => {
+                let len = body[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .unwrap_or(body.len() - i);
+                let text = std::str::from_utf8(&body[i..i + len]).expect("ASCII");
+                finite &= text.parse::<f64>().is_ok_and(f64::is_finite);
+                i += len - 1;
+            }
+            _ => {}
+        }
+        i += 1;
     }
-}
-
-/// Whether every number in `v` is within f64's range. simd-json refuses the others
-/// ("number out of range", like serde_json without `arbitrary_precision`); Flux
-/// documents that limit.
-fn finite_numbers(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => n.as_str().parse::<f64>().is_ok_and(f64::is_finite),
-        Value::Array(a) => a.iter().all(finite_numbers),
-        Value::Object(o) => o.values().all(finite_numbers),
-        _ => true,
-    }
+    (deepest, finite)
 }
 
 /// `raw` is one JSON value, the same as `want`.
@@ -110,9 +128,10 @@ fn agrees(ev: &EventRef<'_>, doc: &Value) {
 fuzz_target!(|body: &[u8]| {
     let oracle: Option<Value> = serde_json::from_slice(body).ok();
     // JSON that our decoder must take (as JSON; it may still be an invalid event).
-    let acceptable = oracle
-        .as_ref()
-        .is_some_and(|v| depth(v) <= MAX_DEPTH && finite_numbers(v));
+    let acceptable = oracle.is_some() && {
+        let (depth, finite) = depth_and_finite(body);
+        depth <= MAX_DEPTH && finite
+    };
     DECODER.with(|d| {
         let mut d = d.borrow_mut();
 
