@@ -57,6 +57,25 @@ pub fn push_property(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+/// Whether `list` is a well-formed property list: whole entries that end exactly at its
+/// end. [`Properties`] and the store trust the lists they are given, so a list read
+/// from disk (a snapshot) is checked with this first.
+pub fn valid_property_list(mut list: &[u8]) -> bool {
+    // Bound: every turn drops at least one 6-byte entry header.
+    while !list.is_empty() {
+        let Some(head) = list.get(..6) else {
+            return false;
+        };
+        let kl = u16::from_le_bytes([head[0], head[1]]) as usize;
+        let vl = u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
+        let Some(rest) = list.get(6 + kl + vl..) else {
+            return false;
+        };
+        list = rest;
+    }
+    true
+}
+
 /// Iterates `(key, raw value)` pairs of a property list. The list is produced by this
 /// process (never read from a client), so a malformed one is a bug: iteration stops.
 pub struct Properties<'a>(pub &'a [u8]);
@@ -283,6 +302,30 @@ impl<'a> Iterator for Records<'a> {
 mod tests {
     use super::*;
     use crate::ingest::decode::Property;
+
+    #[test]
+    fn valid_property_lists() {
+        let mut two = Vec::new();
+        push_property(&mut two, b"k", b"1");
+        push_property(&mut two, b"", b"\"v\"");
+        // The first entry is 6 + 1 + 1 = 8 bytes, the second 6 + 0 + 3.
+        assert_eq!(two.len(), 17);
+        for ok in [&b""[..], &two[..], &two[..8]] {
+            assert!(valid_property_list(ok), "{ok:?}");
+        }
+        let mut trailing = two.clone();
+        trailing.push(0);
+        for bad in [
+            &two[..3],                     // header cut short
+            &two[..9],                     // second header cut short
+            &two[..16],                    // value cut short
+            &trailing[..],                 // a byte after the last entry
+            &[5, 0, 0, 0, 0, 0, b'k'][..], // key longer than the list
+            &[0, 0, 255, 255, 255, 255][..],
+        ] {
+            assert!(!valid_property_list(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn event_round_trip() {

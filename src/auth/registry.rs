@@ -227,6 +227,14 @@ fn render(all: &[Arc<Namespace>]) -> String {
     s
 }
 
+/// Parses the bytes of a registry file (what [`Registry::open`] reads) into the
+/// namespaces it holds; the error says what is wrong. Never panics, whatever the bytes
+/// (the fuzz target `registry_file` checks that).
+pub fn parse_file(bytes: &[u8]) -> Result<BTreeMap<Box<str>, Arc<Namespace>>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8".to_string())?;
+    parse(text)
+}
+
 fn parse(text: &str) -> Result<BTreeMap<Box<str>, Arc<Namespace>>, String> {
     let body_end = text
         .trim_end_matches('\n')

@@ -30,6 +30,7 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::event::valid_property_list;
 use crate::state::{Entity, Store};
 
 pub const SNAPSHOT_FILE: &str = "snapshot.snap";
@@ -130,6 +131,12 @@ pub fn load(dir: &Path) -> Result<(SnapshotMeta, Store), LoadError> {
     };
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).map_err(LoadError::Io)?;
+    decode(&bytes)
+}
+
+/// Verifies and decodes the bytes of a snapshot file (what [`load`] read) into a store.
+/// Never panics, whatever the bytes (the fuzz target `snapshot_load` checks that).
+pub fn decode(bytes: &[u8]) -> Result<(SnapshotMeta, Store), LoadError> {
     if bytes.len() < HEADER_BYTES + 2 + 8 + 4 {
         return Err(LoadError::Corrupt("truncated"));
     }
@@ -161,7 +168,13 @@ pub fn load(dir: &Path) -> Result<(SnapshotMeta, Store), LoadError> {
         let last_updated_ms = c.u64()?;
         let last_lsn = c.u64()?;
         let pl = c.u32()? as usize;
-        let props = c.take(pl)?.to_vec();
+        let props = c.take(pl)?;
+        // The CRC only says the file is what was written; the store relies on the list
+        // being well formed (merging into it slices by the lengths it holds).
+        if !valid_property_list(props) {
+            return Err(LoadError::Corrupt("malformed property list"));
+        }
+        let props = props.to_vec();
         store.insert(
             id,
             Entity {
@@ -267,6 +280,49 @@ mod tests {
             );
         }
         assert!(!dir.path().join(SNAPSHOT_TMP).exists());
+    }
+
+    /// Found by the fuzz target `snapshot_load` (the input is kept in
+    /// fuzz/regressions/snapshot_load/): a property list whose entry claims more bytes
+    /// than the list holds passed the CRC and was loaded; rendering the entity then hit
+    /// an assertion, and replaying an event for it sliced past the list and panicked.
+    #[test]
+    fn a_malformed_property_list_is_corrupt_even_with_a_valid_crc() {
+        let input = include_bytes!("../../fuzz/regressions/snapshot_load/malformed-property-list");
+        // The target's first byte says "append the CRC"; the rest is the file.
+        assert_eq!(input[0] & 1, 1);
+        let mut file = input[1..].to_vec();
+        file.extend_from_slice(&crc32fast::hash(&file).to_le_bytes());
+        assert!(
+            matches!(
+                decode(&file),
+                Err(LoadError::Corrupt("malformed property list"))
+            ),
+            "{:?}",
+            decode(&file).map(|(m, s)| (m, s.len()))
+        );
+
+        // The smallest case: one entry claiming a 5-byte key of which 1 byte is there.
+        let mut buf = Vec::new();
+        let meta = SnapshotMeta {
+            shard: 0,
+            shards: 1,
+            replay_from_lsn: 64,
+            txn_hw: 0,
+        };
+        write_header(&mut buf, &meta);
+        let e = Entity {
+            last_updated_ms: 1,
+            last_lsn: 64,
+            props: vec![5, 0, 0, 0, 0, 0, b'k'],
+        };
+        write_entity(&mut buf, b"e", &e);
+        write_trailer(&mut buf, 1);
+        buf.extend_from_slice(&crc32fast::hash(&buf).to_le_bytes());
+        assert!(matches!(
+            decode(&buf),
+            Err(LoadError::Corrupt("malformed property list"))
+        ));
     }
 
     #[test]
