@@ -106,7 +106,7 @@ fn write_files(dir: &Path, files: &[SegmentFile]) {
 fn replay(store: &mut Store, records: &[u8], base: u64) {
     let mut off = 0;
     while off < records.len() {
-        let Some((r, len)) = Record::parse(&records[off..]) else {
+        let Some((r, len)) = Record::parse_stored(&records[off..]) else {
             return; // recovery stops with "passed its checksum but cannot be decoded"
         };
         assert!(len > 0 && off + len <= records.len());

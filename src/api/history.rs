@@ -108,7 +108,7 @@ pub fn render(store: &Store, log: &ShardLog, q: &HistoryQuery, out: &mut Vec<u8>
     let mut n = 0;
     // Each step moves to a strictly smaller LSN, so the walk ends; `limit` bounds it.
     while lsn != 0 && n < q.limit {
-        let Some((r, _)) = log.bytes_at(lsn).and_then(Record::parse) else {
+        let Some((r, _)) = log.bytes_at(lsn).and_then(Record::parse_stored) else {
             break;
         };
         if r.kind != KIND_EVENT || r.entity_id != &q.entity[..] {

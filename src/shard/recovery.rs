@@ -37,7 +37,7 @@ impl Replay<'_> {
         while off < bytes.len() {
             // The frame's CRC matched, so a record that does not parse is a format
             // mismatch, not a torn write.
-            let Some((r, len)) = Record::parse(&bytes[off..]) else {
+            let Some((r, len)) = Record::parse_stored(&bytes[off..]) else {
                 self.bad_record.get_or_insert(base + off as u64);
                 return;
             };
@@ -223,6 +223,13 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
             // Parts whose coordinator logged the intent but which never reached us.
             let redone = decisions.redo.len();
             for (t, mut records) in decisions.redo {
+                if !crate::event::valid_stored_records(&records) {
+                    return Err(format!(
+                        "the intent of cross-shard batch {t:#x} passed its checksum but its \
+                         part for this shard cannot be decoded (data written by an \
+                         incompatible version?)"
+                    ));
+                }
                 let len = TXN_BYTES + records.len();
                 let frame_lsn = log
                     .reserve(len)
