@@ -77,9 +77,6 @@ pub struct ShardLog {
     names_unsynced: u64,
     /// The next segment, prepared off the event loop; `None` until it is ready.
     spare: Option<Segment>,
-    /// Frame bytes promised to prepared cross-shard parts (`hold`): a hold is granted
-    /// only while the active segment has room for every held frame or a spare is ready.
-    held_bytes: u64,
     /// Set once the log can no longer be trusted to hold what was acknowledged (a
     /// failed fdatasync, or a committed part that could not be appended): every
     /// append is refused from then on. Only a restart (recovery from what is really on
@@ -220,7 +217,6 @@ impl ShardLog {
                 unsynced_from,
                 names_unsynced: 0,
                 spare: None,
-                held_bytes: 0,
                 failed: None,
                 enospc_markers: Vec::new(),
                 base_floor: report.end_lsn,
@@ -361,11 +357,27 @@ impl ShardLog {
             .is_some_and(|s| s.base_lsn() == self.next_base())
     }
 
-    /// Promises room for a frame of `payload_len` bytes to a prepared cross-shard part
-    /// (see `shard::txn`): granted while the active segment has room for every held
-    /// frame, or a spare is ready (a roll-over into it cannot fail). Nothing is
-    /// written. `release_hold` gives the room back.
-    pub fn hold(&mut self, payload_len: usize) -> Result<(), AppendError> {
+    /// Frame bytes this log can take without creating a segment on the event loop:
+    /// what the active segment has left, or a fresh segment's room when a spare is
+    /// ready (a roll-over into it cannot fail); 0 once the log has failed. Cross-shard
+    /// batches hold room against it before they commit (`shard::txn`).
+    pub fn capacity(&self) -> u64 {
+        if self.failed.is_some() {
+            return 0;
+        }
+        let active = self.active_room();
+        if self.spare_ready() {
+            active.max(self.fresh_room())
+        } else {
+            active
+        }
+    }
+
+    /// Makes [`capacity`](Self::capacity) at least a frame of `payload_len` bytes:
+    /// when neither the active segment nor a spare has room, the spare is made now (on
+    /// the caller's thread; the log keeper normally has one ready). The error says why
+    /// the room cannot be had (a failed log, no space, a part larger than a segment).
+    pub fn ensure_room(&mut self, payload_len: usize) -> Result<(), AppendError> {
         if let Some(cause) = &self.failed {
             return Err(AppendError::Failed(cause.clone()));
         }
@@ -373,34 +385,20 @@ impl ShardLog {
         if need > self.fresh_room() {
             return Err(AppendError::TooLarge);
         }
-        let fits = self.active_room() >= self.held_bytes + need
-            || (self.spare_ready() && self.held_bytes + need <= self.fresh_room());
-        if !fits {
-            // No spare is ready: make the next segment now (the slow path of a
-            // roll-over that would follow anyway), so that the answer is certain.
-            if self.enospc_markers.iter().any(|m| m.exists()) {
-                return Err(AppendError::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
-            }
-            if self.held_bytes + need > self.fresh_room() {
-                return Err(AppendError::Io(io::Error::other(
-                    "too many cross-shard parts prepared at once; try again",
-                )));
-            }
-            let base = self.next_base();
-            let seg =
-                Segment::create_spare(&self.dir, self.header_for(base)).map_err(AppendError::Io)?;
-            self.rolls_without_spare += 1;
-            self.spare = Some(seg);
+        if self.capacity() >= need {
+            return Ok(());
         }
-        self.held_bytes += need;
+        if self.enospc_markers.iter().any(|m| m.exists()) {
+            return Err(AppendError::Io(io::Error::from_raw_os_error(libc::ENOSPC)));
+        }
+        let base = self.next_base();
+        let seg =
+            Segment::create_spare(&self.dir, self.header_for(base)).map_err(AppendError::Io)?;
+        self.rolls_without_spare += 1;
+        if let Some(stale) = self.spare.replace(seg) {
+            let _ = std::fs::remove_file(stale.path());
+        }
         Ok(())
-    }
-
-    /// Gives back a hold's room (its part was appended, or the batch was abandoned).
-    pub fn release_hold(&mut self, payload_len: usize) {
-        let need = frame_len(payload_len) as u64;
-        debug_assert!(self.held_bytes >= need, "released more than was held");
-        self.held_bytes = self.held_bytes.saturating_sub(need);
     }
 
     /// Appends a frame; `reserve` must have been called for this payload length just
@@ -545,6 +543,19 @@ mod tests {
         assert!(log.install_spare(job.run().unwrap()).is_none());
     }
 
+    fn spares(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(naming::SPARE_SUFFIX)
+            })
+            .count()
+    }
+
     fn seg_path(dir: &Path, base: u64) -> PathBuf {
         dir.join(naming::segment_file_name(base))
     }
@@ -555,18 +566,12 @@ mod tests {
         let (mut log, _, _) = open(dir.path());
         let mut written = append_n(&mut log, 1);
         prepare_spare(&mut log);
-        assert!(dir
-            .path()
-            .join(naming::spare_file_name(SEGMENT_BYTES))
-            .exists());
+        assert_eq!(spares(dir.path()), 1);
         written.extend(append_n(&mut log, 40));
         // The first segment was made on the first append (no spare yet); the roll
         // into segment 1 took the spare.
         assert_eq!((log.rolls, log.rolls_without_spare), (2, 1));
-        assert!(!dir
-            .path()
-            .join(naming::spare_file_name(SEGMENT_BYTES))
-            .exists());
+        assert_eq!(spares(dir.path()), 0);
         // The new segment opens with a seal naming where segment 0's frames end.
         let seg0_end = written
             .iter()
@@ -596,19 +601,10 @@ mod tests {
         let (mut log, _, _) = open(dir.path());
         prepare_spare(&mut log);
         drop(log);
+        assert_eq!(spares(dir.path()), 1);
         open(dir.path());
         assert!(naming::list_segments(dir.path()).unwrap().len() == 2);
-        let spares = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(naming::SPARE_SUFFIX)
-            })
-            .count();
-        assert_eq!(spares, 0);
+        assert_eq!(spares(dir.path()), 0);
     }
 
     #[test]
@@ -750,31 +746,30 @@ mod tests {
     }
 
     #[test]
-    fn holds_promise_room_and_refuse_on_a_full_disk() {
+    fn capacity_counts_the_spare_and_ensure_room_makes_one_or_says_why_not() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _, _) = open(dir.path());
         append_n(&mut log, 1);
-        // Room in the active segment: granted without a spare.
-        log.hold(PAYLOAD_BYTES).unwrap();
+        let active = log.capacity();
+        assert_eq!(active, SEGMENT_BYTES - 64 - frame_len(PAYLOAD_BYTES) as u64);
+        // Room in the active segment: nothing to do.
+        log.ensure_room(PAYLOAD_BYTES).unwrap();
         assert!(!log.spare_ready());
-        // More than the active segment has: a spare is made for it.
-        log.hold(3800).unwrap();
+        // More than the active segment has: a spare is made, and counts.
+        log.ensure_room(3900).unwrap();
         assert!(log.spare_ready());
-        log.release_hold(3800);
-        log.release_hold(PAYLOAD_BYTES);
+        assert_eq!(log.capacity(), log.fresh_room());
         // A full disk: no room, no spare, and none can be made.
         let marker = dir.path().join(".fail-enospc");
         std::fs::write(&marker, b"").unwrap();
         log.set_enospc_markers(vec![marker]);
-        let _ = append_n(&mut log, 1); // not full yet: the active segment has room
-        let mut log2 = log;
-        log2.spare = None;
-        match log2.hold(3900) {
+        log.spare = None;
+        match log.ensure_room(3900) {
             Err(AppendError::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOSPC)),
             other => panic!("{other:?}"),
         }
         // Too large for any segment.
-        assert!(matches!(log2.hold(5000), Err(AppendError::TooLarge)));
+        assert!(matches!(log.ensure_room(5000), Err(AppendError::TooLarge)));
     }
 
     #[test]
@@ -784,7 +779,8 @@ mod tests {
         append_n(&mut log, 1);
         log.fail("log sync (fdatasync) failed: EIO");
         assert!(matches!(log.reserve(10), Err(AppendError::Failed(_))));
-        assert!(matches!(log.hold(10), Err(AppendError::Failed(_))));
+        assert!(matches!(log.ensure_room(10), Err(AppendError::Failed(_))));
+        assert_eq!(log.capacity(), 0);
         assert!(log.spare_job().is_none());
     }
 

@@ -22,13 +22,22 @@ pub fn segment_file_name(base_lsn: u64) -> String {
     )
 }
 
-/// Suffix of a segment prepared ahead of need (`Segment::create_spare`): ignored by
-/// [`list_segments`], renamed into place by a roll-over, deleted by recovery.
+/// Suffix of a segment prepared ahead of need (`Segment::create_spare`), followed by a
+/// number unique in the process: ignored by [`list_segments`], renamed into place by
+/// a roll-over, deleted by recovery. Unique, because two spares of one base can be in
+/// the making at once (the log keeper's, and one a roll-over needed sooner): neither
+/// may truncate or delete the other's file.
 pub const SPARE_SUFFIX: &str = ".spare";
 
-/// `spare_file_name(0) == "00000000000000000000.seg.spare"`.
-pub fn spare_file_name(base_lsn: u64) -> String {
-    format!("{}{SPARE_SUFFIX}", segment_file_name(base_lsn))
+/// `spare_file_name(0, 7) == "00000000000000000000.seg.spare7"`.
+pub fn spare_file_name(base_lsn: u64, nonce: u64) -> String {
+    format!("{}{SPARE_SUFFIX}{nonce}", segment_file_name(base_lsn))
+}
+
+/// A number for [`spare_file_name`] that no other call in this process got.
+pub fn spare_nonce() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Deletes spare segments left in `dir` by an earlier run (they hold no frames: a
@@ -40,8 +49,9 @@ pub fn remove_spares(dir: &Path) -> io::Result<usize> {
         let is_spare = entry
             .file_name()
             .to_str()
-            .and_then(|n| n.strip_suffix(SPARE_SUFFIX))
-            .and_then(parse_segment_file_name)
+            .and_then(|n| n.rsplit_once(SPARE_SUFFIX))
+            .filter(|(_, nonce)| nonce.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(name, _)| parse_segment_file_name(name))
             .is_some();
         if is_spare && entry.file_type()?.is_file() {
             fs::remove_file(entry.path())?;
@@ -148,6 +158,30 @@ mod tests {
         ] {
             assert_eq!(parse_segment_file_name(name), None, "{name:?}");
         }
+    }
+
+    #[test]
+    fn spares_have_unique_names_and_only_they_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            spare_file_name(4096, spare_nonce()),
+            spare_file_name(4096, spare_nonce()),
+        );
+        assert_ne!(a, b);
+        assert!(a.starts_with("00000000000000004096.seg.spare"));
+        for name in [
+            &a[..],
+            &b[..],
+            "00000000000000004096.seg.spareX",
+            "x.seg.spare1",
+        ] {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        fs::write(dir.path().join(segment_file_name(0)), b"x").unwrap();
+        assert_eq!(remove_spares(dir.path()).unwrap(), 2);
+        assert!(!dir.path().join(&a).exists() && !dir.path().join(&b).exists());
+        assert!(dir.path().join(segment_file_name(0)).exists());
+        assert!(dir.path().join("00000000000000004096.seg.spareX").exists());
     }
 
     #[test]

@@ -23,7 +23,9 @@ use super::frame::{
     frame_len_checked, read_frame, write_frame, FrameRead, FRAME_ALIGN, FRAME_BYTES_MAX,
     FRAME_HEADER_BYTES,
 };
-use super::naming::{parse_segment_file_name, segment_file_name, spare_file_name, sync_dir};
+use super::naming::{
+    parse_segment_file_name, segment_file_name, spare_file_name, spare_nonce, sync_dir,
+};
 
 /// Bytes of the segment header; the first frame starts right after it.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
@@ -229,7 +231,7 @@ impl Segment {
         if let Err(reason) = h.check() {
             panic!("Segment::create_spare with an invalid header {h:?}: {reason}");
         }
-        let path = dir.join(spare_file_name(h.base_lsn));
+        let path = dir.join(spare_file_name(h.base_lsn, spare_nonce()));
         match build_file(&path, &h) {
             Ok(file) => Segment::map(path, h, file, SEGMENT_HEADER_BYTES),
             Err(e) => {

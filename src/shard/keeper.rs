@@ -51,6 +51,7 @@ pub async fn run(shard: Rc<Shard>) {
                     .borrow_mut()
                     .as_mut()
                     .and_then(|log| log.install_spare(seg));
+                shard.publish_room();
                 if let Some(stale) = stale {
                     // The log moved on while it was made (a roll-over without it).
                     let dir = stale.path().parent().map(|p| p.to_path_buf());

@@ -20,15 +20,13 @@ pub enum Request {
         sync: bool,
         reply: oneshot::Sender<Result<super::Applied, super::ApplyError>>,
     },
-    /// Promise room in the log for a cross-shard part of `len` record bytes, before
-    /// its batch commits (see `txn`); the answer says whether the part can be taken.
+    /// Make room for a cross-shard part of `len` record bytes available to holds
+    /// (`Shard::ensure_room`: the slow path of `txn`); the answer says whether it can
+    /// be had, and why not.
     Hold {
-        txn: u64,
         len: usize,
         reply: oneshot::Sender<Result<(), super::ApplyError>>,
     },
-    /// The batch `txn` was abandoned: give back the room held for it.
-    Release { txn: u64 },
     /// Render entity `id` as JSON, or `None` if it does not exist.
     Get {
         id: Box<[u8]>,
@@ -108,34 +106,18 @@ impl Mesh {
         Ok(rx)
     }
 
-    /// Asks `to` to hold room for a part of `txn` without waiting for the answer.
+    /// Asks `to` to make room for a part of `len` bytes, without waiting for the answer.
     pub async fn send_hold(
         &self,
         to: ShardId,
-        txn: u64,
         len: usize,
     ) -> Result<oneshot::Receiver<Result<(), super::ApplyError>>, Unavailable> {
         let (tx, rx) = oneshot::channel();
         self.senders
-            .send_to(
-                to.index(),
-                Request::Hold {
-                    txn,
-                    len,
-                    reply: tx,
-                },
-            )
+            .send_to(to.index(), Request::Hold { len, reply: tx })
             .await
             .map_err(|_| Unavailable)?;
         Ok(rx)
-    }
-
-    /// Tells `to` that `txn` was abandoned.
-    pub async fn send_release(&self, to: ShardId, txn: u64) -> Result<(), Unavailable> {
-        self.senders
-            .send_to(to.index(), Request::Release { txn })
-            .await
-            .map_err(|_| Unavailable)
     }
 
     pub async fn get(&self, to: ShardId, id: &[u8]) -> Result<Option<Vec<u8>>, Unavailable> {

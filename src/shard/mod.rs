@@ -58,6 +58,13 @@ pub struct Shared {
     /// each successful sync), so a batch's coordinator knows when the parts it sent
     /// are (`txn`).
     pub durable_lsn: Box<[AtomicU64]>,
+    /// Per shard: frame bytes its log can take without making a segment on its event
+    /// loop (`ShardLog::capacity`), published by that shard after every change.
+    pub log_room: Box<[AtomicU64]>,
+    /// Per shard: frame bytes of cross-shard parts that coordinators hold against
+    /// `log_room` (see `txn`): taken before a batch commits, given back once the part
+    /// is appended or the batch abandoned.
+    pub log_held: Box<[AtomicU64]>,
 }
 
 impl Shared {
@@ -78,6 +85,8 @@ impl Shared {
             limits,
             failed: (0..shards).map(|_| OnceLock::new()).collect(),
             durable_lsn: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            log_room: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            log_held: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -144,9 +153,6 @@ pub struct Shard {
     /// LSNs of parts appended here recently (bounded by `PART_WINDOW`), so a snapshot's
     /// replay point stays before any part whose batch may still be open.
     pub recent_parts: RefCell<std::collections::VecDeque<(std::time::Instant, u64)>>,
-    /// Cross-shard parts this shard promised to take (txn → payload bytes), between
-    /// their coordinator's hold and its commit or abandonment (see `txn`).
-    pub holds: RefCell<hashbrown::HashMap<u64, usize>>,
     /// Batches this shard coordinated whose DONE waits until every part is durable
     /// (`FLUX_SYNC=interval`; see `txn::finish`).
     pub pending_done: RefCell<Vec<txn::PendingDone>>,
@@ -242,7 +248,6 @@ impl Shard {
             txn_seq: Cell::new(0),
             open_intents: RefCell::new(Default::default()),
             recent_parts: RefCell::new(Default::default()),
-            holds: RefCell::new(Default::default()),
             pending_done: RefCell::new(Vec::new()),
             keeper_wake: RefCell::new(None),
             rolls_seen: Cell::new((0, 0)),
@@ -340,13 +345,12 @@ impl Shard {
         Ok(end)
     }
 
-    /// Applies a committed cross-shard part (`txn`) that this shard held room for. Its
+    /// Applies a committed cross-shard part that its coordinator held room for. Its
     /// batch is committed, so it is applied whatever happens: if the log cannot take
     /// it (the log failed since the hold), it is applied in memory only and the shard
     /// fails (no later frame may precede its redo at recovery, which takes it from
     /// the coordinator's intent).
-    pub fn apply_committed_part(&self, txn: u64, batch: &mut EventBatch) -> Applied {
-        self.release_hold(txn);
+    pub fn apply_committed_part(&self, batch: &mut EventBatch) -> Applied {
         if crate::failpoint::arg("txn-part-append-fails")
             .is_some_and(|a| a.is_empty() || a == self.id.0.to_string())
         {
@@ -376,28 +380,26 @@ impl Shard {
         }
     }
 
-    /// Promises room in the log for a cross-shard part of `len` record bytes
-    /// (`Request::Hold`): the part can then be appended when its batch commits.
-    pub fn hold(&self, txn: u64, len: usize) -> Result<(), ApplyError> {
-        let payload = txnlog::TXN_BYTES + len;
-        self.log
+    /// Makes room for a cross-shard part of `len` record bytes available to holds
+    /// (`Request::Hold`, the slow path of `txn` when `log_room` is short): makes the
+    /// spare segment now if need be, and publishes the new room.
+    pub fn ensure_room(&self, len: usize) -> Result<(), ApplyError> {
+        let r = self
+            .log
             .borrow_mut()
             .as_mut()
             .expect("writes arrive only after recovery")
-            .hold(payload)
-            .map_err(ApplyError::from)?;
-        self.holds.borrow_mut().insert(txn, payload);
+            .ensure_room(txnlog::TXN_BYTES + len)
+            .map_err(ApplyError::from);
         self.note_rolls();
-        Ok(())
+        self.publish_room();
+        r
     }
 
-    /// Gives back the room held for `txn` (committed or abandoned); idempotent.
-    pub fn release_hold(&self, txn: u64) {
-        if let Some(payload) = self.holds.borrow_mut().remove(&txn) {
-            if let Some(log) = self.log.borrow_mut().as_mut() {
-                log.release_hold(payload);
-            }
-        }
+    /// Publishes this log's capacity for holds (`Shared::log_room`).
+    pub fn publish_room(&self) {
+        let room = self.log.borrow().as_ref().map_or(0, ShardLog::capacity);
+        self.shared.log_room[self.id.index()].store(room, Ordering::Release);
     }
 
     /// Fails this shard's log: every later write is refused (503 with `cause`) until
@@ -414,6 +416,7 @@ impl Shard {
             .and_then(|l| l.failed().map(|c| c.to_string()))
             .unwrap_or_else(|| cause.to_string());
         let _ = self.shared.failed[self.id.index()].set(first);
+        self.publish_room();
         eprintln!(
             "flux: shard {}: {cause}; this shard refuses writes until the server is \
              restarted (reads go on)",
@@ -469,7 +472,9 @@ impl Shard {
             dst[prefix.len() + records.len()..].copy_from_slice(suffix);
         });
         let rolled = log.rolls != self.rolls_seen.get().0;
+        let room = log.capacity();
         drop(log_guard);
+        self.shared.log_room[self.id.index()].store(room, Ordering::Release);
         if rolled {
             self.note_rolls();
         }
@@ -635,7 +640,7 @@ impl Shard {
                 reply,
             } => {
                 let result = match batch.txn {
-                    Some(txn) => Ok(self.apply_committed_part(txn, &mut batch)),
+                    Some(_) => Ok(self.apply_committed_part(&mut batch)),
                     None => self.apply_local(&mut batch).map(|end_lsn| Applied {
                         end_lsn,
                         logged: true,
@@ -655,10 +660,9 @@ impl Shard {
                     }
                 }
             }
-            Request::Hold { txn, len, reply } => {
-                let _ = reply.send(self.hold(txn, len));
+            Request::Hold { len, reply } => {
+                let _ = reply.send(self.ensure_room(len));
             }
-            Request::Release { txn } => self.release_hold(txn),
             Request::Get { id, reply } => {
                 debug_assert_eq!(self.owner(&id), self.id);
                 let store = self.store.borrow();

@@ -280,6 +280,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     eprintln!("flux: {msg}");
                     std::process::exit(1);
                 }
+                shard.publish_room();
                 shard.shared.recovered.fetch_add(1, Ordering::AcqRel);
                 if let SyncMode::Interval { ms } = shard.config.sync {
                     let s = shard.clone();

@@ -11,8 +11,8 @@
 //!
 //! | step | what happens | a failure here | client gets | after a crash here |
 //! |---|---|---|---|---|
-//! | 1 hold | each other owner promises log room for its part (`ShardLog::hold`: the active segment has room or a spare is ready); nothing is written or applied | a participant's log failed, disk full, the part too large, the shard unreachable | 503, abandoned: holds released | absent (nothing logged) |
-//! | 2 commit | the coordinator appends the *intent* (every part) and applies its own part | the append fails (disk full, log failed) | 503, abandoned: holds released | absent if the intent is not in the log, complete if it is (recovery re-applies missing parts from it) |
+//! | 1 hold | room for each other owner's part is held against the log room that shard publishes (`Shared::log_room`: what its active segment has left, or a whole segment when a spare is ready; 0 once its log failed), a compare-and-swap on `Shared::log_held`, no message; only when the room is short is the shard asked to make some (`Request::Hold`: a spare now) or say why it cannot; nothing is written or applied | a participant's log failed, disk full, the part too large, the shard unreachable | 503, abandoned: holds given back | absent (nothing logged) |
+//! | 2 commit | the coordinator appends the *intent* (every part) and applies its own part | the append fails (disk full, log failed) | 503, abandoned: holds given back | absent if the intent is not in the log, complete if it is (recovery re-applies missing parts from it) |
 //! | 3 parts | each owner appends its part (a `FRAME_PART` tagged with the txn) and applies it | cannot fail for lack of room (held); if the log failed since the hold, the part is applied in memory and that shard fails (its redo at recovery comes from the intent) | 200 | complete (parts missing from a log are re-applied from the intent) |
 //! | 4 done | once every part is durable, the coordinator appends `FRAME_DONE` | (best effort) | 200 | complete; with DONE recovery re-applies nothing |
 //!
@@ -28,11 +28,12 @@
 //! `txn-intent-fails`, `txn-unavailable:<shard>`, `txn-part-append-fails:<shard>`
 //! and `enospc-marker`.
 
-use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 use super::{ApplyError, Shard, ShardId};
 use crate::config::SyncMode;
 use crate::event::EventBatch;
+use crate::log::frame::frame_len;
 use crate::log::txn as txnlog;
 use crate::log::FRAME_DONE;
 
@@ -93,27 +94,41 @@ pub async fn apply_single(
     }
 }
 
-/// Holds granted for a batch; released (on their shards) unless the batch commits.
-struct Holds {
-    shard: Rc<Shard>,
-    txn: u64,
-    granted: Vec<ShardId>,
+/// Room held for a batch's parts on their shards (`Shared::log_held`), given back when
+/// dropped: at once if the batch is abandoned, once the parts are appended if it
+/// commits.
+struct Holds<'a> {
+    shared: &'a super::Shared,
+    granted: Vec<(ShardId, u64)>,
 }
 
-impl Drop for Holds {
-    fn drop(&mut self) {
-        if self.granted.is_empty() {
-            return;
-        }
-        let granted = std::mem::take(&mut self.granted);
-        let (shard, txn) = (self.shard.clone(), self.txn);
-        // Drop cannot await; the releases go out from a task of their own.
-        glommio::spawn_local(async move {
-            for to in granted {
-                let _ = shard.mesh.send_release(to, txn).await;
+impl Holds<'_> {
+    /// Holds `need` frame bytes on `to` if its published room allows (no message).
+    fn try_hold(&mut self, to: ShardId, need: u64) -> bool {
+        let held = &self.shared.log_held[to.index()];
+        let room = &self.shared.log_room[to.index()];
+        let mut h = held.load(Ordering::Acquire);
+        // Bound: each failed exchange means another coordinator's hold or release went in.
+        loop {
+            if h + need > room.load(Ordering::Acquire) {
+                return false;
             }
-        })
-        .detach();
+            match held.compare_exchange_weak(h, h + need, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.granted.push((to, need));
+                    return true;
+                }
+                Err(now) => h = now,
+            }
+        }
+    }
+}
+
+impl Drop for Holds<'_> {
+    fn drop(&mut self) {
+        for (to, need) in self.granted.drain(..) {
+            self.shared.log_held[to.index()].fetch_sub(need, Ordering::AcqRel);
+        }
     }
 }
 
@@ -138,14 +153,15 @@ async fn apply_across(
         .map(|&i| ShardId(i as u16))
         .collect();
 
-    // 1. Holds: every other owner promises room for its part.
+    // 1. Holds: room for every other owner's part, against the room that shard
+    // published. Usually no message is needed; a shard whose published room is short
+    // is asked to make room (a spare segment) and answers why not if it cannot.
     let mut holds = Holds {
-        shard: shard.me(),
-        txn,
+        shared: &shard.shared,
         granted: Vec::with_capacity(participants.len()),
     };
     let mut refused: Option<ApplyError> = None;
-    let mut answers = Vec::with_capacity(participants.len());
+    let mut short = Vec::new();
     for &to in &participants {
         if crate::failpoint::arg("txn-unavailable")
             .is_some_and(|a| a.is_empty() || a == to.0.to_string())
@@ -154,23 +170,32 @@ async fn apply_across(
             continue;
         }
         let len = batches[to.index()].buf.len();
-        match shard.mesh.send_hold(to, txn, len).await {
-            Ok(rx) => answers.push((to, rx)),
-            Err(_) => {
-                refused.get_or_insert(ApplyError::Unavailable);
+        let need = frame_len(txnlog::TXN_BYTES + len) as u64;
+        if !holds.try_hold(to, need) {
+            match shard.mesh.send_hold(to, len).await {
+                Ok(rx) => short.push((to, need, rx)),
+                Err(_) => {
+                    refused.get_or_insert(ApplyError::Unavailable);
+                }
             }
         }
     }
-    for (to, rx) in answers {
+    for (to, need, rx) in short {
         match rx.await.unwrap_or(Err(ApplyError::Unavailable)) {
-            Ok(()) => holds.granted.push(to),
+            Ok(()) if holds.try_hold(to, need) => {}
+            Ok(()) => {
+                refused.get_or_insert(ApplyError::Storage(format!(
+                    "shard {}: too many cross-shard parts wait for its log room; try again",
+                    to.0
+                )));
+            }
             Err(e) => {
                 refused.get_or_insert(refused_by(to, e));
             }
         }
     }
     if let Some(e) = refused {
-        return Err(e); // `holds` releases what was granted
+        return Err(e); // `holds` gives back what was granted
     }
     abort_at("after-holds");
 
@@ -181,8 +206,6 @@ async fn apply_across(
         .map(|to| (to.0, &batches[to.index()]))
         .collect();
     let own_end = shard.apply_intent(txn, &mut own, &others)?;
-    // Committed: the parts' holds are now spent by their appends, not released.
-    holds.granted.clear();
     abort_at("after-intent");
 
     // 3. Parts: cannot be refused for room; every owner applies its part.
@@ -216,6 +239,8 @@ async fn apply_across(
             Err(_) => undelivered = Some(to),
         }
     }
+    // Every part is appended (or will never be): the room held for them goes back.
+    drop(holds);
     if let Some(to) = undelivered {
         return Err(ApplyError::Incomplete(format!(
             "the batch is committed but shard {} did not confirm its part; the next start \
