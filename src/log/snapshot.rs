@@ -30,7 +30,7 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::state::{Entity, Store};
+use crate::state::{Entity, Props, Store};
 
 pub const SNAPSHOT_FILE: &str = "snapshot.snap";
 pub const SNAPSHOT_TMP: &str = "snapshot.tmp";
@@ -68,8 +68,8 @@ pub fn write_entity(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
     out.extend_from_slice(id);
     out.extend_from_slice(&e.last_updated_ms.to_le_bytes());
     out.extend_from_slice(&e.last_lsn.to_le_bytes());
-    out.extend_from_slice(&(e.props.len() as u32).to_le_bytes());
-    out.extend_from_slice(&e.props);
+    out.extend_from_slice(&(e.props.flat_len() as u32).to_le_bytes());
+    e.props.write_flat(out);
 }
 
 /// The end marker and count; the caller appends the CRC of everything before it.
@@ -161,7 +161,7 @@ pub fn load(dir: &Path) -> Result<(SnapshotMeta, Store), LoadError> {
         let last_updated_ms = c.u64()?;
         let last_lsn = c.u64()?;
         let pl = c.u32()? as usize;
-        let props = c.take(pl)?.to_vec();
+        let props = Props::from_flat(c.take(pl)?.to_vec());
         store.insert(
             id,
             Entity {
@@ -225,7 +225,7 @@ mod tests {
                 Entity {
                     last_updated_ms: i,
                     last_lsn: i * 7,
-                    props,
+                    props: Props::from_flat(props),
                 },
             );
         }
@@ -267,6 +267,48 @@ mod tests {
             );
         }
         assert!(!dir.path().join(SNAPSHOT_TMP).exists());
+    }
+
+    #[test]
+    fn wide_entities_round_trip_in_the_same_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::default();
+        let mut updates = Vec::new();
+        for i in 0..500 {
+            push_property(
+                &mut updates,
+                format!("k{i}").as_bytes(),
+                format!("{i}.0").as_bytes(),
+            );
+        }
+        let mut props = Props::default();
+        props.merge(&updates);
+        assert!(props.is_wide());
+        let flat_len = props.flat_len();
+        store.insert(
+            b"wide",
+            Entity {
+                last_updated_ms: 1,
+                last_lsn: 2,
+                props,
+            },
+        );
+        let meta = SnapshotMeta {
+            shard: 0,
+            shards: 1,
+            replay_from_lsn: 64,
+            txn_hw: 0,
+        };
+        write(dir.path(), &store, &meta);
+        let (_, loaded) = load(dir.path()).unwrap();
+        let l = loaded.get(b"wide").unwrap();
+        assert!(l.props.is_wide());
+        assert_eq!(l.props, store.get(b"wide").unwrap().props);
+        // The file holds the plain property list, whatever the layout in memory.
+        let mut flat = Vec::new();
+        l.props.write_flat(&mut flat);
+        assert_eq!(flat, updates);
+        assert_eq!(flat.len(), flat_len);
     }
 
     #[test]

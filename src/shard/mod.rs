@@ -437,7 +437,7 @@ impl Shard {
                 debug_assert_eq!(self.owner(&id), self.id);
                 let store = self.store.borrow();
                 let json = store.get(&id).map(|e| {
-                    let mut out = Vec::with_capacity(64 + e.props.len());
+                    let mut out = Vec::with_capacity(64 + e.props.flat_len());
                     write_entity_json(&mut out, &id, e);
                     out
                 });
