@@ -13,6 +13,14 @@ pub const BODY_OTHER_BYTES_MAX: usize = 1024 * 1024;
 /// the bound keeps per-request bookkeeping (results array) finite. Over it: 400.
 pub const BATCH_EVENTS_MAX: usize = 100_000;
 
+/// Properties in one event, by default (`FLUX_MAX_PROPERTIES_PER_EVENT`). An event with
+/// more is a 400 (in a batch: that event's error, and nothing of the batch is applied),
+/// checked from the JSON tape before any property is looked at. It bounds the work of
+/// one event's merge and the state updates it fans out.
+pub const PROPERTIES_PER_EVENT_DEFAULT: usize = 10_000;
+/// The largest value `FLUX_MAX_PROPERTIES_PER_EVENT` accepts.
+pub const PROPERTIES_PER_EVENT_MAX: usize = 1_000_000;
+
 /// Open connections per shard. Past it a new connection is answered 503 and closed at
 /// once, so a flood of sockets cannot exhaust memory or file descriptors.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
@@ -55,3 +63,4 @@ pub const SHARDS_MAX: usize = 256;
 const _: () = assert!(SHARDS_MAX <= PARTITIONS as usize);
 const _: () = assert!(BODY_SINGLE_BYTES_MAX <= BODY_BATCH_BYTES_MAX);
 const _: () = assert!(LIST_PAGE_ENTITIES > 0);
+const _: () = assert!(PROPERTIES_PER_EVENT_DEFAULT <= PROPERTIES_PER_EVENT_MAX);

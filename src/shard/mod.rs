@@ -170,6 +170,7 @@ impl Shard {
     ) -> Rc<Self> {
         let ws = crate::ws::Hub::new(count, &config);
         let auth = crate::auth::Local::new(shared.auth.clone());
+        let max_properties = config.max_properties_per_event;
         Rc::new_cyclic(|me| Shard {
             id,
             count,
@@ -177,7 +178,7 @@ impl Shard {
             shared,
             store: RefCell::new(store),
             mesh,
-            decoder: RefCell::new(Decoder::new()),
+            decoder: RefCell::new(Decoder::with_max_properties(max_properties)),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
             ids: RefCell::new(EventIdGen::new(id.0)),
