@@ -54,6 +54,12 @@ pub const LIST_PAGE_ENTITIES: usize = 256;
 /// Bytes per listing page, whichever bound is hit first.
 pub const LIST_PAGE_BYTES: usize = 256 * 1024;
 
+/// Bytes of rendered events in one page of a history answer (at least one event,
+/// however large). An answer longer than a page is streamed page by page, so one
+/// answer holds about one page (plus the event that crosses the bound) in memory on
+/// the owning shard and on the routing shard, and the owner renders one page per step.
+pub const HISTORY_PAGE_BYTES: usize = 256 * 1024;
+
 /// Number of partitions of the entity id space. Fixed forever: it decides which shard
 /// (and so which log) owns an entity. Shard counts up to this are supported.
 pub const PARTITIONS: u32 = 4096;

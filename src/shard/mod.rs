@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 pub use router::{shard_for, ShardId};
 
-use crate::api::history::{self, HistoryQuery};
+use crate::api::history::{self, HistoryPage, HistoryQuery};
 use crate::config::{Config, SyncMode};
 use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
@@ -374,30 +374,31 @@ impl Shard {
         }
     }
 
-    /// Renders the history of `q.entity` (owned by `owner`) into `out`; false if the
-    /// entity does not exist.
+    /// Renders the next page of the history of `q.entity` (owned by `owner`) into
+    /// `page`; false if the entity does not exist.
     pub async fn history(
         &self,
         owner: ShardId,
         q: HistoryQuery,
-        out: &mut Vec<u8>,
+        page: &mut HistoryPage,
     ) -> Result<bool, Unavailable> {
         if owner == self.id {
-            return Ok(self.history_local(&q, out));
+            return Ok(self.history_local(&q, page));
         }
         match self.mesh.history(owner, q).await? {
-            Some(json) => {
-                out.extend_from_slice(&json);
+            Some(p) => {
+                // The page moved through the channel, not copied.
+                *page = p;
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    fn history_local(&self, q: &HistoryQuery, out: &mut Vec<u8>) -> bool {
+    fn history_local(&self, q: &HistoryQuery, page: &mut HistoryPage) -> bool {
         let log = self.log.borrow();
         let log = log.as_ref().expect("reads arrive only after recovery");
-        history::render(&self.store.borrow(), log, q, out)
+        history::render(&self.store.borrow(), log, q, page)
     }
 
     /// One listing page from shard `from`.
@@ -445,9 +446,9 @@ impl Shard {
                 let _ = reply.send(json);
             }
             Request::History { query, reply } => {
-                let mut out = Vec::new();
-                let found = self.history_local(&query, &mut out);
-                let _ = reply.send(found.then_some(out));
+                let mut page = HistoryPage::default();
+                let found = self.history_local(&query, &mut page);
+                let _ = reply.send(found.then_some(page));
             }
             Request::Page { query, reply } => {
                 let mut page = Page::default();
