@@ -21,6 +21,13 @@ pub const PROPERTIES_PER_EVENT_DEFAULT: usize = 10_000;
 /// The largest value `FLUX_MAX_PROPERTIES_PER_EVENT` accepts.
 pub const PROPERTIES_PER_EVENT_MAX: usize = 1_000_000;
 
+/// A batch body at least this large gives other requests a turn (glommio's
+/// `yield_if_needed`, which yields once the shard's 10 ms time slice is spent) between
+/// being decoded and being applied, so that the shard's longest uninterrupted step is
+/// one of the two, not both (tuning.md, "Worst-case request bodies"). Smaller batches
+/// never pay for it.
+pub const BATCH_YIELD_BYTES_MIN: usize = 256 * 1024;
+
 /// Open connections per shard. Past it a new connection is answered 503 and closed at
 /// once, so a flood of sockets cannot exhaust memory or file descriptors.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
