@@ -152,7 +152,7 @@ pub fn write_entity_json(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
     json::write_str(out, id);
     out.extend_from_slice(b",\"properties\":{");
     let mut first = true;
-    for (k, v) in e.props.iter() {
+    e.props.for_each(|k, v| {
         if !first {
             out.push(b',');
         }
@@ -160,7 +160,7 @@ pub fn write_entity_json(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
         json::write_str(out, k);
         out.push(b':');
         out.extend_from_slice(v);
-    }
+    });
     out.extend_from_slice(b"},\"lastUpdated\":\"");
     time::write_rfc3339_ms(out, e.last_updated_ms);
     out.extend_from_slice(b"\"}");

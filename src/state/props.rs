@@ -304,6 +304,16 @@ impl Props {
         })
     }
 
+    /// Calls `f(key, raw value)` for every property in first-insertion order; the
+    /// layout is matched once, not per property (rendering an entity is a hot path).
+    #[inline]
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        match &self.0 {
+            Repr::Compact(flat) => Properties(flat).for_each(|(k, v)| f(k, v)),
+            Repr::Wide(w) => w.iter().for_each(|(k, v)| f(k, v)),
+        }
+    }
+
     /// Length of the list in the property-list format (what `write_flat` appends).
     pub fn flat_len(&self) -> usize {
         match &self.0 {
