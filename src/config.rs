@@ -225,6 +225,11 @@ pub struct Config {
     #[arg(long = "body-limit-batch-bytes", env = "FLUX_BODY_LIMIT_BATCH_BYTES", default_value_t = limits::BODY_BATCH_BYTES_MAX)]
     pub body_limit_batch_bytes: usize,
 
+    /// Most properties one event may have (duplicate keys count); an event with more
+    /// is a 400 and nothing of its request is applied. 1..=1000000.
+    #[arg(long = "max-properties-per-event", env = "FLUX_MAX_PROPERTIES_PER_EVENT", default_value_t = limits::PROPERTIES_PER_EVENT_DEFAULT)]
+    pub max_properties_per_event: usize,
+
     /// Open connections per shard; past it new connections get 503 and are closed.
     #[arg(long = "max-connections-per-shard", env = "FLUX_MAX_CONNECTIONS_PER_SHARD", default_value_t = limits::CONNECTIONS_PER_SHARD_MAX)]
     pub max_connections_per_shard: usize,
@@ -358,6 +363,9 @@ impl Config {
         }
         if self.body_limit_single_bytes == 0 || self.body_limit_batch_bytes == 0 {
             return Err("body limits must be at least 1 byte".into());
+        }
+        if !(1..=limits::PROPERTIES_PER_EVENT_MAX).contains(&self.max_properties_per_event) {
+            return Err("FLUX_MAX_PROPERTIES_PER_EVENT must be 1..=1000000".into());
         }
         if self.max_connections_per_shard == 0 {
             return Err("FLUX_MAX_CONNECTIONS_PER_SHARD must be at least 1".into());

@@ -13,6 +13,21 @@ pub const BODY_OTHER_BYTES_MAX: usize = 1024 * 1024;
 /// the bound keeps per-request bookkeeping (results array) finite. Over it: 400.
 pub const BATCH_EVENTS_MAX: usize = 100_000;
 
+/// Properties in one event, by default (`FLUX_MAX_PROPERTIES_PER_EVENT`). An event with
+/// more is a 400 (in a batch: that event's error, and nothing of the batch is applied),
+/// checked from the JSON tape before any property is looked at. It bounds the work of
+/// one event's merge and the state updates it fans out.
+pub const PROPERTIES_PER_EVENT_DEFAULT: usize = 10_000;
+/// The largest value `FLUX_MAX_PROPERTIES_PER_EVENT` accepts.
+pub const PROPERTIES_PER_EVENT_MAX: usize = 1_000_000;
+
+/// A batch body at least this large gives other requests a turn (glommio's
+/// `yield_if_needed`, which yields once the shard's 10 ms time slice is spent) between
+/// being decoded and being applied, so that the shard's longest uninterrupted step is
+/// one of the two, not both (tuning.md, "Worst-case request bodies"). Smaller batches
+/// never pay for it.
+pub const BATCH_YIELD_BYTES_MIN: usize = 256 * 1024;
+
 /// Open connections per shard. Past it a new connection is answered 503 and closed at
 /// once, so a flood of sockets cannot exhaust memory or file descriptors.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
@@ -46,6 +61,12 @@ pub const LIST_PAGE_ENTITIES: usize = 256;
 /// Bytes per listing page, whichever bound is hit first.
 pub const LIST_PAGE_BYTES: usize = 256 * 1024;
 
+/// Bytes of rendered events in one page of a history answer (at least one event,
+/// however large). An answer longer than a page is streamed page by page, so one
+/// answer holds about one page (plus the event that crosses the bound) in memory on
+/// the owning shard and on the routing shard, and the owner renders one page per step.
+pub const HISTORY_PAGE_BYTES: usize = 256 * 1024;
+
 /// Number of partitions of the entity id space. Fixed forever: it decides which shard
 /// (and so which log) owns an entity. Shard counts up to this are supported.
 pub const PARTITIONS: u32 = 4096;
@@ -55,3 +76,4 @@ pub const SHARDS_MAX: usize = 256;
 const _: () = assert!(SHARDS_MAX <= PARTITIONS as usize);
 const _: () = assert!(BODY_SINGLE_BYTES_MAX <= BODY_BATCH_BYTES_MAX);
 const _: () = assert!(LIST_PAGE_ENTITIES > 0);
+const _: () = assert!(PROPERTIES_PER_EVENT_DEFAULT <= PROPERTIES_PER_EVENT_MAX);

@@ -384,3 +384,104 @@ fn one_server_survives_every_abuse_in_turn() {
     drop(c);
     srv.assert_healthy();
 }
+
+/// `"p0":0,"p1":1,…` with `n` properties (`dup`: every key the same).
+fn props_json(n: usize, dup: bool) -> String {
+    let mut s = String::from("{");
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        if dup {
+            s.push_str(&format!(r#""k":{i}"#));
+        } else {
+            s.push_str(&format!(r#""p{i}":{i}"#));
+        }
+    }
+    s.push('}');
+    s
+}
+
+#[test]
+fn properties_per_event_default_limit_is_10000() {
+    let srv = Server::start();
+    // At the limit: accepted whole, every property stored.
+    let id = format!("wide-{}", unique());
+    srv.post_ok(&event(&id, &props_json(10_000, false)));
+    let e = srv.entity(&id).expect("stored").json();
+    let props = e["properties"].as_object().expect("properties");
+    assert_eq!(props.len(), 10_000);
+    assert_eq!(props["p9999"], 9999);
+
+    // One more: 400 naming the limit, nothing applied.
+    let over = format!("over-{}", unique());
+    let r = srv.post("/api/events", &event(&over, &props_json(10_001, false)));
+    let msg = assert_error(&r, 400);
+    assert!(msg.contains("10000"), "the message names the limit: {msg}");
+    assert!(srv.entity(&over).is_none(), "nothing applied");
+    // Duplicate keys count too (each one is applied).
+    let r = srv.post("/api/events", &event(&over, &props_json(10_001, true)));
+    assert_error(&r, 400);
+    assert!(srv.entity(&over).is_none());
+
+    // In a batch: the event's own error, and nothing of the batch applied.
+    let ok_id = format!("batch-ok-{}", unique());
+    let body = batch_body(&[
+        event(&ok_id, r#"{"a":1}"#),
+        event(&over, &props_json(10_001, false)),
+        event(&ok_id, &props_json(10_000, false)),
+    ]);
+    let r = srv.post("/api/events/batch", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["successful"], 0);
+    assert_eq!(v["failed"], 1);
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    assert!(results[0]["eventId"].is_string());
+    let err = results[1]["error"].as_str().expect("per-event error");
+    assert!(err.contains("10000"), "{err}");
+    assert!(results[2]["eventId"].is_string(), "at the limit is valid");
+    assert!(v["error"].as_str().unwrap().contains("event 1"), "{v}");
+    assert!(srv.entity(&ok_id).is_none(), "nothing of the batch applied");
+    assert!(srv.entity(&over).is_none());
+    srv.assert_healthy();
+}
+
+#[test]
+fn properties_per_event_limit_is_configurable() {
+    let srv = Server::start_with(&[("FLUX_MAX_PROPERTIES_PER_EVENT", "3")]);
+    let id = format!("three-{}", unique());
+    srv.post_ok(&event(&id, r#"{"a":1,"b":2,"c":3}"#));
+    let r = srv.post("/api/events", &event(&id, r#"{"a":1,"b":2,"c":3,"d":4}"#));
+    let msg = assert_error(&r, 400);
+    assert!(msg.contains("at most 3 properties"), "{msg}");
+    let e = srv.entity(&id).expect("first write").json();
+    assert!(
+        e["properties"].get("d").is_none(),
+        "the refused event left no trace"
+    );
+    // Merged entities may grow past it: the limit is per event.
+    srv.post_ok(&event(&id, r#"{"d":4,"e":5}"#));
+    let e = srv.entity(&id).expect("entity").json();
+    assert_eq!(e["properties"].as_object().unwrap().len(), 5);
+
+    // Out of range settings refuse to start, naming the variable.
+    for bad in ["0", "1000001", "many"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (status, err) = run_bounded(
+            flux_command()
+                .env("FLUX_MAX_PROPERTIES_PER_EVENT", bad)
+                .env("FLUX_LISTEN", "127.0.0.1:0")
+                .env("FLUX_DATA_DIR", dir.path()),
+            Duration::from_secs(10),
+        );
+        let status = status.expect("exits by itself");
+        assert!(!status.success(), "{bad}: {err}");
+        assert!(
+            err.contains("FLUX_MAX_PROPERTIES_PER_EVENT")
+                || err.contains("max-properties-per-event"),
+            "{bad}: {err}"
+        );
+    }
+}

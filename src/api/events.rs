@@ -12,7 +12,7 @@ use crate::event::EventBatch;
 use crate::http::respond;
 use crate::ingest::decode::{DecodeError, EventRef};
 use crate::json;
-use crate::limits::BATCH_EVENTS_MAX;
+use crate::limits::{BATCH_EVENTS_MAX, BATCH_YIELD_BYTES_MIN};
 use crate::shard::Shard;
 use crate::time;
 
@@ -242,6 +242,15 @@ pub async fn post_batch(
         }
     }
 
+    if req.body.len() >= BATCH_YIELD_BYTES_MIN && glommio::executor().need_preempt() {
+        // Decoding a large batch held the shard past its time slice: let requests that
+        // arrived meanwhile run before it is applied. Nothing of the batch is visible
+        // yet, and applying stays one step per owner, so it stays atomic. Two yields:
+        // the first lets the executor poll for I/O, which queues the tasks it wakes
+        // behind this one; the second puts this one behind them.
+        glommio::yield_if_needed().await;
+        futures_lite::future::yield_now().await;
+    }
     let sync = shard.sync_always() || req.sync_always;
     let result = crate::shard::txn::apply_batch(shard, &mut batches, sync).await;
     if let Err(e) = result {

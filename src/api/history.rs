@@ -3,13 +3,27 @@
 //! log from the newest event, so the cost is proportional to the answer, not to the
 //! log. `since` compares with the ingest time (the chain's order), which lets the walk
 //! stop at the first older event.
+//!
+//! The owner renders the answer a page at a time (`HISTORY_PAGE_BYTES` of events, at
+//! least one event), so neither shard holds more than a page of it: an answer that
+//! fits one page is sent whole with a Content-Length, a longer one is streamed
+//! (chunked, like a listing) while the routing shard asks the owner for the next page
+//! from where the last one stopped. A walk continued from an LSN sees the chain as it
+//! was: records in the log never change, and events written meanwhile are newer.
+
+use std::io;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
 
 use super::Request;
 use crate::event::{Properties, Record, KIND_EVENT};
 use crate::http::query::{percent_decode, query_pairs};
-use crate::http::respond;
+use crate::http::respond::{self, Persist};
 use crate::json;
+use crate::limits::{HISTORY_PAGE_BYTES, WRITE_FLUSH_BYTES};
 use crate::log::ShardLog;
+use crate::shard::{Shard, ShardId};
 use crate::state::Store;
 use crate::time;
 
@@ -20,7 +34,21 @@ pub const HISTORY_LIMIT_MAX: usize = 500;
 pub struct HistoryQuery {
     pub entity: Vec<u8>,
     pub since_ms: Option<u64>,
+    /// Events still wanted.
     pub limit: usize,
+    /// Where the walk goes on (the LSN of the next record of the chain); `None`: from
+    /// the entity's newest event.
+    pub from_lsn: Option<u64>,
+}
+
+/// Rendered events of one page: event objects separated by commas, no brackets.
+#[derive(Debug, Default)]
+pub struct HistoryPage {
+    pub json: Vec<u8>,
+    pub events: usize,
+    /// Where the next page starts; `None` once the answer is complete (limit reached,
+    /// chain ended, or `since` passed).
+    pub next_lsn: Option<u64>,
 }
 
 impl HistoryQuery {
@@ -61,6 +89,7 @@ impl HistoryQuery {
             entity,
             since_ms,
             limit,
+            from_lsn: None,
         })
     }
 }
@@ -97,17 +126,26 @@ fn write_event(out: &mut Vec<u8>, r: &Record<'_>) {
     out.extend_from_slice(b"}}}");
 }
 
-/// Renders the history of `q.entity` as a JSON array into `out`; `false` if the
-/// entity does not exist. Runs on the owning shard.
-pub fn render(store: &Store, log: &ShardLog, q: &HistoryQuery, out: &mut Vec<u8>) -> bool {
-    let Some(e) = store.get(&q.entity) else {
-        return false;
+/// Renders the next page of the history of `q.entity` into `page` (cleared first);
+/// `false` if the walk starts at the entity's newest event and the entity does not
+/// exist. Runs on the owning shard; stops once the page holds `HISTORY_PAGE_BYTES`.
+pub fn render(store: &Store, log: &ShardLog, q: &HistoryQuery, page: &mut HistoryPage) -> bool {
+    page.json.clear();
+    page.events = 0;
+    page.next_lsn = None;
+    let mut lsn = match q.from_lsn {
+        Some(lsn) => lsn,
+        None => match store.get(&q.entity) {
+            Some(e) => e.last_lsn,
+            None => return false,
+        },
     };
-    out.push(b'[');
-    let mut lsn = e.last_lsn;
-    let mut n = 0;
     // Each step moves to a strictly smaller LSN, so the walk ends; `limit` bounds it.
-    while lsn != 0 && n < q.limit {
+    while lsn != 0 && page.events < q.limit {
+        if page.json.len() >= HISTORY_PAGE_BYTES {
+            page.next_lsn = Some(lsn);
+            break;
+        }
         let Some((r, _)) = log.bytes_at(lsn).and_then(Record::parse_stored) else {
             break;
         };
@@ -118,41 +156,127 @@ pub fn render(store: &Store, log: &ShardLog, q: &HistoryQuery, out: &mut Vec<u8>
         if q.since_ms.is_some_and(|s| r.ingest_ms < s) {
             break;
         }
-        if n > 0 {
-            out.push(b',');
+        if page.events > 0 {
+            page.json.push(b',');
         }
-        write_event(out, &r);
-        n += 1;
+        write_event(&mut page.json, &r);
+        page.events += 1;
         if r.prev_lsn >= lsn {
             break;
         }
         lsn = r.prev_lsn;
     }
-    out.push(b']');
     true
 }
 
+/// The rest of a history answer that did not fit one page: streamed by the connection
+/// (see `stream`).
+pub struct Continuation {
+    owner: ShardId,
+    query: HistoryQuery,
+    /// The first page, already rendered.
+    first: Vec<u8>,
+}
+
 pub async fn get_history(
-    shard: &crate::shard::Shard,
+    shard: &Shard,
     req: &Request<'_>,
     scope: &crate::auth::ReadScope,
     out: &mut Vec<u8>,
     body: &mut Vec<u8>,
-) {
-    let q = match HistoryQuery::parse(req.query) {
+) -> Option<Continuation> {
+    let mut q = match HistoryQuery::parse(req.query) {
         Ok(q) => q,
-        Err(msg) => return respond::error(out, 400, req.persist, b"", msg),
+        Err(msg) => {
+            respond::error(out, 400, req.persist, b"", msg);
+            return None;
+        }
     };
     if !scope.allows(&q.entity) {
         // Another namespace's entity does not exist for this token.
-        return respond::error(out, 404, req.persist, b"", "entity not found");
+        respond::error(out, 404, req.persist, b"", "entity not found");
+        return None;
     }
-    body.clear();
-    match shard.history(shard.owner(&q.entity), q, body).await {
-        Ok(true) => respond::json(out, 200, req.persist, b"", body),
-        Ok(false) => respond::error(out, 404, req.persist, b"", "entity not found"),
-        Err(_) => super::unavailable(out),
+    let owner = shard.owner(&q.entity);
+    let mut page = HistoryPage::default();
+    match shard.history(owner, q.clone(), &mut page).await {
+        Ok(true) => match page.next_lsn {
+            None => {
+                body.clear();
+                body.reserve(page.json.len() + 2);
+                body.push(b'[');
+                body.extend_from_slice(&page.json);
+                body.push(b']');
+                respond::json(out, 200, req.persist, b"", body);
+                None
+            }
+            Some(next) => {
+                q.limit -= page.events;
+                q.from_lsn = Some(next);
+                Some(Continuation {
+                    owner,
+                    query: q,
+                    first: page.json,
+                })
+            }
+        },
+        Ok(false) => {
+            respond::error(out, 404, req.persist, b"", "entity not found");
+            None
+        }
+        Err(_) => {
+            super::unavailable(out);
+            None
+        }
     }
+}
+
+/// Streams a history answer whose first page is rendered: one chunk per page, the next
+/// page asked for once the previous one is written, so memory stays one page.
+pub async fn stream(
+    shard: &Shard,
+    c: Continuation,
+    persist: Persist,
+    http10: bool,
+    out: &mut Vec<u8>,
+    stream: &mut TcpStream,
+) -> io::Result<()> {
+    let chunked = !http10;
+    respond::stream_head(out, persist, http10);
+    respond::chunk(out, b"[", chunked);
+    respond::chunk(out, &c.first, chunked);
+    let mut q = c.query;
+    let mut page = HistoryPage {
+        json: c.first,
+        ..HistoryPage::default()
+    };
+    loop {
+        if out.len() >= WRITE_FLUSH_BYTES {
+            stream.write_all(out).await?;
+            out.clear();
+        }
+        match shard.history(c.owner, q.clone(), &mut page).await {
+            Ok(true) => {}
+            // A continued walk does not look the entity up; `false` cannot happen.
+            Ok(false) | Err(_) => return Err(io::Error::other("a shard is unavailable")),
+        }
+        if page.events > 0 {
+            respond::chunk(out, b",", chunked);
+            respond::chunk(out, &page.json, chunked);
+        }
+        match page.next_lsn {
+            Some(next) => {
+                q.limit -= page.events;
+                q.from_lsn = Some(next);
+            }
+            None => break,
+        }
+    }
+    respond::chunk(out, b"]", chunked);
+    respond::last_chunk(out, chunked);
+    stream.write_all(out).await?;
+    out.clear();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,7 +292,8 @@ mod tests {
             HistoryQuery {
                 entity: b"ns/a".to_vec(),
                 since_ms: Some(1000),
-                limit: 7
+                limit: 7,
+                from_lsn: None,
             }
         );
         assert_eq!(HistoryQuery::parse(Some(b"entity=a")).unwrap().limit, 100);

@@ -1,5 +1,6 @@
 //! Endpoint handlers. A handler gets the parsed request and queues its response into
-//! the connection's output buffer; only listings stream (see `list`).
+//! the connection's output buffer; listings stream (see `list`), and so do history
+//! answers longer than a page (see `history`).
 
 pub mod admin;
 pub mod delete;
@@ -36,6 +37,8 @@ pub enum Reply {
     Done,
     /// A listing to stream to the socket.
     Stream(list::ListQuery),
+    /// A history answer longer than one page, to stream to the socket.
+    History(history::Continuation),
 }
 
 pub async fn dispatch(
@@ -74,10 +77,13 @@ pub async fn dispatch(
             Reply::Done
         }
         Endpoint::History => {
-            if let Some(scope) = read_scope(shard, req, out) {
-                history::get_history(shard, req, &scope, out, body).await;
+            let Some(scope) = read_scope(shard, req, out) else {
+                return Reply::Done;
+            };
+            match history::get_history(shard, req, &scope, out, body).await {
+                Some(rest) => Reply::History(rest),
+                None => Reply::Done,
             }
-            Reply::Done
         }
         Endpoint::GetEntity => {
             if let Some(scope) = read_scope(shard, req, out) {

@@ -154,6 +154,10 @@ pub struct Decoder {
     spans: Vec<Span>,
     /// Property list storage, always empty between calls, like `tape`.
     props: Vec<Property<'static>>,
+    /// Most properties one event may have (`FLUX_MAX_PROPERTIES_PER_EVENT`).
+    max_properties: usize,
+    /// The error for an event with more, naming the limit (built once).
+    too_many_properties: String,
 }
 
 impl Default for Decoder {
@@ -163,8 +167,15 @@ impl Default for Decoder {
 }
 
 impl Decoder {
-    /// Creates a decoder with empty buffers; they grow to the largest body seen.
+    /// Creates a decoder with empty buffers (they grow to the largest body seen) and
+    /// the default properties-per-event limit.
     pub fn new() -> Self {
+        Self::with_max_properties(crate::limits::PROPERTIES_PER_EVENT_DEFAULT)
+    }
+
+    /// A decoder that refuses events with more than `max_properties` properties
+    /// (duplicate keys count: each is applied).
+    pub fn with_max_properties(max_properties: usize) -> Self {
         Self {
             scratch: Vec::new(),
             // The size hint only pre-sizes buffers; they are grown on demand.
@@ -172,6 +183,11 @@ impl Decoder {
             tape: Tape(Vec::new()),
             spans: Vec::new(),
             props: Vec::new(),
+            max_properties,
+            too_many_properties: format!(
+                "payload.properties must have at most {max_properties} properties \
+                 (the limit per event)"
+            ),
         }
     }
 
@@ -196,7 +212,11 @@ impl Decoder {
             SINGLE_SPANS,
         )
         .and_then(|()| {
-            build_event(&tape.0, &self.spans, body, 0, &mut props)
+            let limit = PropsLimit {
+                max: self.max_properties,
+                message: &self.too_many_properties,
+            };
+            build_event(&tape.0, &self.spans, body, 0, &mut props, &limit)
                 .map(|event| f(&event))
                 .map_err(|msg| DecodeError::Invalid(msg.to_owned()))
         });
@@ -231,9 +251,13 @@ impl Decoder {
         .and_then(|()| {
             let nodes = &tape.0;
             let events = find_events_array(nodes).map_err(|m| DecodeError::Invalid(m.into()))?;
+            let limit = PropsLimit {
+                max: self.max_properties,
+                message: &self.too_many_properties,
+            };
             let mut count = 0;
             for (index, element) in Elements::of(nodes, events).enumerate() {
-                match build_event(nodes, &self.spans, body, element, &mut props) {
+                match build_event(nodes, &self.spans, body, element, &mut props, &limit) {
                     Ok(event) => f(index, Ok(&event)),
                     Err(msg) => f(index, Err(msg)),
                 }
@@ -849,15 +873,24 @@ fn timestamp_at(tape: &[Node<'_>], index: Option<usize>) -> Result<Option<u64>, 
     }
 }
 
+/// The properties-per-event limit and its error message.
+struct PropsLimit<'m> {
+    max: usize,
+    message: &'m str,
+}
+
 /// Validates the event object at tape index `event` and collects its properties into
 /// `props` (cleared first). Envelope and payload keys that appear twice: the last wins.
-fn build_event<'p, 'a: 'p>(
+/// More than `limit.max` properties (the object's member count, read from the tape
+/// before any is looked at) is an error.
+fn build_event<'p, 'a: 'p, 'm>(
     tape: &[Node<'a>],
     spans: &[Span],
     body: &'a [u8],
     event: usize,
     props: &'p mut Vec<Property<'a>>,
-) -> Result<EventRef<'p>, &'static str> {
+    limit: &PropsLimit<'m>,
+) -> Result<EventRef<'p>, &'m str> {
     props.clear();
     if !matches!(tape.get(event), Some(Node::Object { .. })) {
         return Err(NOT_AN_OBJECT);
@@ -935,8 +968,10 @@ fn build_event<'p, 'a: 'p>(
     )?;
     validate::valid_entity_id(entity_id)?;
     let properties = properties.ok_or("payload.properties is required")?;
-    if !matches!(tape.get(properties), Some(Node::Object { .. })) {
-        return Err("payload.properties must be a JSON object");
+    match tape.get(properties) {
+        Some(Node::Object { len, .. }) if *len > limit.max => return Err(limit.message),
+        Some(Node::Object { .. }) => {}
+        _ => return Err("payload.properties must be a JSON object"),
     }
     for (name, value) in Entries::of(tape, properties) {
         validate::valid_property_key(name)?;
@@ -2085,11 +2120,65 @@ mod tests {
         ));
     }
 
+    // ------------------------------------------------------------------ properties limit
+
+    fn n_props(n: usize, dup: bool) -> String {
+        let members: Vec<String> = (0..n)
+            .map(|i| {
+                if dup {
+                    format!(r#""k":{i}"#)
+                } else {
+                    format!(r#""p{i}":{i}"#)
+                }
+            })
+            .collect();
+        event_with_properties(&format!("{{{}}}", members.join(",")))
+    }
+
+    #[test]
+    fn properties_per_event_limit_is_exact_and_names_itself() {
+        let mut d = Decoder::with_max_properties(5);
+        assert_eq!(
+            d.decode_single(n_props(5, false).as_bytes(), |e| e.properties.len()),
+            Ok(5)
+        );
+        assert_eq!(
+            d.decode_single(n_props(0, false).as_bytes(), |e| e.properties.len()),
+            Ok(0)
+        );
+        for dup in [false, true] {
+            match d.decode_single(n_props(6, dup).as_bytes(), |_| ()) {
+                Err(DecodeError::Invalid(m)) => assert!(m.contains("at most 5 properties"), "{m}"),
+                other => panic!("6 properties (dup {dup}): {other:?}"),
+            }
+        }
+        // In a batch, the event's own error; the others are decoded.
+        let body = format!(
+            r#"{{"events":[{},{},{}]}}"#,
+            n_props(5, false),
+            n_props(6, false),
+            n_props(1, false)
+        );
+        let r = batch(&mut d, body.as_bytes()).unwrap();
+        assert!(r[0].is_ok() && r[2].is_ok());
+        assert!(r[1].as_ref().unwrap_err().contains("at most 5 properties"));
+        // The default is DECISIONS.md's 10,000.
+        let mut d = Decoder::new();
+        assert_eq!(
+            d.decode_single(n_props(10_000, false).as_bytes(), |e| e.properties.len()),
+            Ok(10_000)
+        );
+        assert!(d
+            .decode_single(n_props(10_001, false).as_bytes(), |_| ())
+            .is_err());
+    }
+
     // ------------------------------------------------------------------ reuse
 
     #[test]
     fn one_decoder_handles_tiny_huge_tiny() {
-        let mut d = Decoder::new();
+        // ~13,000 properties in the huge event: above the default limit.
+        let mut d = Decoder::with_max_properties(100_000);
         let tiny = event_n(1);
         let check_tiny = |d: &mut Decoder| {
             assert_eq!(d.decode_single(tiny.as_bytes(), Owned::of), decode(&tiny));

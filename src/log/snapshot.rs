@@ -31,7 +31,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::event::valid_property_list;
-use crate::state::{Entity, Store};
+use crate::state::{Entity, Props, Store};
 
 pub const SNAPSHOT_FILE: &str = "snapshot.snap";
 pub const SNAPSHOT_TMP: &str = "snapshot.tmp";
@@ -69,8 +69,8 @@ pub fn write_entity(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
     out.extend_from_slice(id);
     out.extend_from_slice(&e.last_updated_ms.to_le_bytes());
     out.extend_from_slice(&e.last_lsn.to_le_bytes());
-    out.extend_from_slice(&(e.props.len() as u32).to_le_bytes());
-    out.extend_from_slice(&e.props);
+    out.extend_from_slice(&(e.props.flat_len() as u32).to_le_bytes());
+    e.props.write_flat(out);
 }
 
 /// The end marker and count; the caller appends the CRC of everything before it.
@@ -174,7 +174,7 @@ pub fn decode(bytes: &[u8]) -> Result<(SnapshotMeta, Store), LoadError> {
         if !valid_property_list(props) {
             return Err(LoadError::Corrupt("malformed property list"));
         }
-        let props = props.to_vec();
+        let props = Props::from_flat(props.to_vec());
         store.insert(
             id,
             Entity {
@@ -238,7 +238,7 @@ mod tests {
                 Entity {
                     last_updated_ms: i,
                     last_lsn: i * 7,
-                    props,
+                    props: Props::from_flat(props),
                 },
             );
         }
@@ -302,7 +302,7 @@ mod tests {
             decode(&file).map(|(m, s)| (m, s.len()))
         );
 
-        // The smallest case: one entry claiming a 5-byte key of which 1 byte is there.
+        // The smallest case: one entry claiming a 5-byte key of which 2 bytes are there.
         let mut buf = Vec::new();
         let meta = SnapshotMeta {
             shard: 0,
@@ -314,15 +314,62 @@ mod tests {
         let e = Entity {
             last_updated_ms: 1,
             last_lsn: 64,
-            props: vec![5, 0, 0, 0, 0, 0, b'k'],
+            props: Props::from_flat(vec![1, 0, 1, 0, 0, 0, b'k', b'v']),
         };
         write_entity(&mut buf, b"e", &e);
+        let at = buf
+            .windows(8)
+            .position(|w| w == [1, 0, 1, 0, 0, 0, b'k', b'v'])
+            .expect("the list is in the file");
+        buf[at] = 5;
         write_trailer(&mut buf, 1);
         buf.extend_from_slice(&crc32fast::hash(&buf).to_le_bytes());
         assert!(matches!(
             decode(&buf),
             Err(LoadError::Corrupt("malformed property list"))
         ));
+    }
+
+    #[test]
+    fn wide_entities_round_trip_in_the_same_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::default();
+        let mut updates = Vec::new();
+        for i in 0..500 {
+            push_property(
+                &mut updates,
+                format!("k{i}").as_bytes(),
+                format!("{i}.0").as_bytes(),
+            );
+        }
+        let mut props = Props::default();
+        props.merge(&updates);
+        assert!(props.is_wide());
+        let flat_len = props.flat_len();
+        store.insert(
+            b"wide",
+            Entity {
+                last_updated_ms: 1,
+                last_lsn: 2,
+                props,
+            },
+        );
+        let meta = SnapshotMeta {
+            shard: 0,
+            shards: 1,
+            replay_from_lsn: 64,
+            txn_hw: 0,
+        };
+        write(dir.path(), &store, &meta);
+        let (_, loaded) = load(dir.path()).unwrap();
+        let l = loaded.get(b"wide").unwrap();
+        assert!(l.props.is_wide());
+        assert_eq!(l.props, store.get(b"wide").unwrap().props);
+        // The file holds the plain property list, whatever the layout in memory.
+        let mut flat = Vec::new();
+        l.props.write_flat(&mut flat);
+        assert_eq!(flat, updates);
+        assert_eq!(flat.len(), flat_len);
     }
 
     #[test]

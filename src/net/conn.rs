@@ -377,7 +377,7 @@ impl Conn {
                     strip_body(&mut self.out, mark);
                 }
             }
-            Reply::Stream(_) if is_head => {
+            Reply::Stream(_) | Reply::History(_) if is_head => {
                 respond::stream_head(&mut self.out, persist, req.http10);
                 if req.http10 {
                     return false;
@@ -388,6 +388,25 @@ impl Conn {
                 if api::list::stream(
                     &self.shard,
                     list,
+                    persist,
+                    http10,
+                    &mut self.out,
+                    &mut self.stream,
+                )
+                .await
+                .is_err()
+                {
+                    return false;
+                }
+                if http10 {
+                    return false;
+                }
+            }
+            Reply::History(rest) => {
+                let http10 = req.http10;
+                if api::history::stream(
+                    &self.shard,
+                    rest,
                     persist,
                     http10,
                     &mut self.out,

@@ -32,10 +32,10 @@ pub enum Request {
         id: Box<[u8]>,
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
-    /// An entity's history as a JSON array, or `None` if it does not exist.
+    /// One page of an entity's history, or `None` if it does not exist.
     History {
         query: crate::api::history::HistoryQuery,
-        reply: oneshot::Sender<Option<Vec<u8>>>,
+        reply: oneshot::Sender<Option<crate::api::history::HistoryPage>>,
     },
     /// One page of a listing.
     Page {
@@ -136,7 +136,7 @@ impl Mesh {
         &self,
         to: ShardId,
         query: crate::api::history::HistoryQuery,
-    ) -> Result<Option<Vec<u8>>, Unavailable> {
+    ) -> Result<Option<crate::api::history::HistoryPage>, Unavailable> {
         self.call(to, |reply| Request::History { query, reply })
             .await
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use router::{shard_for, ShardId};
 
-use crate::api::history::{self, HistoryQuery};
+use crate::api::history::{self, HistoryPage, HistoryQuery};
 use crate::config::{Config, SyncMode};
 use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
@@ -234,6 +234,7 @@ impl Shard {
     ) -> Rc<Self> {
         let ws = crate::ws::Hub::new(count, &config);
         let auth = crate::auth::Local::new(shared.auth.clone());
+        let max_properties = config.max_properties_per_event;
         Rc::new_cyclic(|me| Shard {
             id,
             count,
@@ -241,7 +242,7 @@ impl Shard {
             shared,
             store: RefCell::new(store),
             mesh,
-            decoder: RefCell::new(Decoder::new()),
+            decoder: RefCell::new(Decoder::with_max_properties(max_properties)),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
             ids: RefCell::new(EventIdGen::new(id.0)),
@@ -558,30 +559,31 @@ impl Shard {
         }
     }
 
-    /// Renders the history of `q.entity` (owned by `owner`) into `out`; false if the
-    /// entity does not exist.
+    /// Renders the next page of the history of `q.entity` (owned by `owner`) into
+    /// `page`; false if the entity does not exist.
     pub async fn history(
         &self,
         owner: ShardId,
         q: HistoryQuery,
-        out: &mut Vec<u8>,
+        page: &mut HistoryPage,
     ) -> Result<bool, Unavailable> {
         if owner == self.id {
-            return Ok(self.history_local(&q, out));
+            return Ok(self.history_local(&q, page));
         }
         match self.mesh.history(owner, q).await? {
-            Some(json) => {
-                out.extend_from_slice(&json);
+            Some(p) => {
+                // The page moved through the channel, not copied.
+                *page = p;
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    fn history_local(&self, q: &HistoryQuery, out: &mut Vec<u8>) -> bool {
+    fn history_local(&self, q: &HistoryQuery, page: &mut HistoryPage) -> bool {
         let log = self.log.borrow();
         let log = log.as_ref().expect("reads arrive only after recovery");
-        history::render(&self.store.borrow(), log, q, out)
+        history::render(&self.store.borrow(), log, q, page)
     }
 
     /// One listing page from shard `from`.
@@ -667,16 +669,16 @@ impl Shard {
                 debug_assert_eq!(self.owner(&id), self.id);
                 let store = self.store.borrow();
                 let json = store.get(&id).map(|e| {
-                    let mut out = Vec::with_capacity(64 + e.props.len());
+                    let mut out = Vec::with_capacity(64 + e.props.flat_len());
                     write_entity_json(&mut out, &id, e);
                     out
                 });
                 let _ = reply.send(json);
             }
             Request::History { query, reply } => {
-                let mut out = Vec::new();
-                let found = self.history_local(&query, &mut out);
-                let _ = reply.send(found.then_some(out));
+                let mut page = HistoryPage::default();
+                let found = self.history_local(&query, &mut page);
+                let _ = reply.send(found.then_some(page));
             }
             Request::Page { query, reply } => {
                 let mut page = Page::default();

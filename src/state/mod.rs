@@ -10,33 +10,37 @@
 //!   touch only the hash map; the ordered set changes only when an entity is created or
 //!   deleted. (A single `BTreeMap` spent ~25% of the single-event path in key
 //!   comparisons at 100k entities; see tuning.md.)
-//! - an entity is 32 bytes inline (timestamp + one `Vec<u8>`): its properties live in
-//!   one contiguous buffer in the property-list format of `event.rs`
-//!   (`[kl u16][vl u32][key][raw JSON value]`…), so a 3-property entity costs one heap
-//!   block, not one per key and value. A merge rewrites values in place (`splice`).
+//! - an entity is 40 bytes inline (timestamps, history head, and a `Props` the size of
+//!   one `Vec<u8>`): its properties live in one contiguous buffer in the property-list
+//!   format of `event.rs` (`[kl u16][vl u32][key][raw JSON value]`…), so a 3-property
+//!   entity costs one heap block, not one per key and value. A merge rewrites values
+//!   in place. Wide entities (many properties or many bytes) switch to an indexed
+//!   layout so that a merge stays linear in the update (`props`).
 //!
 //! Ids sort by their UTF-8 bytes, which is the same order as by Unicode code points.
 
 pub mod page;
+pub mod props;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::event::{Properties, Record, KIND_EVENT, KIND_TOMBSTONE};
+use crate::event::{Record, KIND_EVENT, KIND_TOMBSTONE};
 use crate::json;
 use crate::time;
 
 pub use page::{Page, PageQuery};
+pub use props::Props;
 
 #[derive(Debug, Default, Clone)]
 pub struct Entity {
     pub last_updated_ms: u64,
     /// Log position of the entity's newest event (head of its history chain; 0 = none).
     pub last_lsn: u64,
-    /// Property list: `[kl u16][vl u32][key][value]`… in first-insertion order.
-    pub props: Vec<u8>,
+    /// Properties in first-insertion order (see `props`).
+    pub props: Props,
 }
 
 #[derive(Default)]
@@ -46,55 +50,6 @@ pub struct Store {
     order: BTreeSet<Arc<[u8]>>,
     /// Records applied since start (events and tombstones).
     pub records_applied: u64,
-}
-
-/// Where one property sits inside a property list.
-struct Slot {
-    /// Offset of the entry's `vl` field.
-    vlen_at: usize,
-    value: std::ops::Range<usize>,
-}
-
-fn find(props: &[u8], key: &[u8]) -> Option<Slot> {
-    let mut off = 0;
-    while off + 6 <= props.len() {
-        let kl = u16::from_le_bytes([props[off], props[off + 1]]) as usize;
-        let vl = u32::from_le_bytes([
-            props[off + 2],
-            props[off + 3],
-            props[off + 4],
-            props[off + 5],
-        ]) as usize;
-        let k = off + 6;
-        let v = k + kl;
-        if &props[k..v] == key {
-            return Some(Slot {
-                vlen_at: off + 2,
-                value: v..v + vl,
-            });
-        }
-        off = v + vl;
-    }
-    None
-}
-
-/// Shallow merge: each key in `updates` replaces that property (keeping its position)
-/// or is appended. `null` is stored like any other value.
-pub fn merge(props: &mut Vec<u8>, updates: &[u8]) {
-    for (k, v) in Properties(updates) {
-        match find(props, k) {
-            Some(slot) => {
-                if slot.value.len() == v.len() {
-                    props[slot.value].copy_from_slice(v);
-                } else {
-                    props.splice(slot.value, v.iter().copied());
-                    props[slot.vlen_at..slot.vlen_at + 4]
-                        .copy_from_slice(&(v.len() as u32).to_le_bytes());
-                }
-            }
-            None => crate::event::push_property(props, k, v),
-        }
-    }
 }
 
 impl Store {
@@ -131,12 +86,12 @@ impl Store {
         match r.kind {
             KIND_EVENT => {
                 if let Some(e) = self.by_id.get_mut(r.entity_id) {
-                    merge(&mut e.props, r.properties);
+                    e.props.merge(r.properties);
                     e.last_updated_ms = r.ingest_ms;
                     e.last_lsn = lsn;
                 } else {
-                    let mut props = Vec::with_capacity(r.properties.len());
-                    merge(&mut props, r.properties);
+                    let mut props = Props::with_capacity(r.properties.len());
+                    props.merge(r.properties);
                     let key: Arc<[u8]> = r.entity_id.into();
                     self.order.insert(key.clone());
                     self.by_id.insert(
@@ -240,7 +195,7 @@ pub fn write_entity_json(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
     json::write_str(out, id);
     out.extend_from_slice(b",\"properties\":{");
     let mut first = true;
-    for (k, v) in Properties(&e.props) {
+    e.props.for_each(|k, v| {
         if !first {
             out.push(b',');
         }
@@ -248,7 +203,7 @@ pub fn write_entity_json(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
         json::write_str(out, k);
         out.push(b':');
         out.extend_from_slice(v);
-    }
+    });
     out.extend_from_slice(b"},\"lastUpdated\":\"");
     time::write_rfc3339_ms(out, e.last_updated_ms);
     out.extend_from_slice(b"\"}");
@@ -267,8 +222,8 @@ mod tests {
         v
     }
 
-    fn pairs(p: &[u8]) -> Vec<(String, String)> {
-        Properties(p)
+    fn pairs(p: &Props) -> Vec<(String, String)> {
+        p.iter()
             .map(|(k, v)| {
                 (
                     String::from_utf8(k.to_vec()).unwrap(),
@@ -280,11 +235,12 @@ mod tests {
 
     #[test]
     fn merge_replaces_in_place_and_appends_new_keys_in_order() {
-        let mut p = props(&[("a", "1"), ("b", "\"x\""), ("c", "true")]);
-        merge(
-            &mut p,
-            &props(&[("b", "{\"deep\":[1,2]}"), ("d", "null"), ("a", "2")]),
-        );
+        let mut p = Props::from_flat(props(&[("a", "1"), ("b", "\"x\""), ("c", "true")]));
+        p.merge(&props(&[
+            ("b", "{\"deep\":[1,2]}"),
+            ("d", "null"),
+            ("a", "2"),
+        ]));
         assert_eq!(
             pairs(&p),
             vec![
@@ -294,16 +250,16 @@ mod tests {
                 ("d".into(), "null".into()),
             ]
         );
-        merge(&mut p, &props(&[("b", "3")]));
+        p.merge(&props(&[("b", "3")]));
         assert_eq!(pairs(&p)[1], ("b".into(), "3".into()));
-        merge(&mut p, &props(&[]));
+        p.merge(&props(&[]));
         assert_eq!(pairs(&p).len(), 4);
     }
 
     #[test]
     fn duplicate_keys_in_one_update_last_wins() {
-        let mut p = Vec::new();
-        merge(&mut p, &props(&[("k", "1"), ("k", "2")]));
+        let mut p = Props::default();
+        p.merge(&props(&[("k", "1"), ("k", "2")]));
         assert_eq!(pairs(&p), vec![("k".into(), "2".into())]);
     }
 
@@ -383,7 +339,7 @@ mod tests {
         let e = Entity {
             last_updated_ms: 1_707_912_000_000,
             last_lsn: 0,
-            props: props(&[("t", "22.50"), ("q\"", "\"\\u00e9\"")]),
+            props: Props::from_flat(props(&[("t", "22.50"), ("q\"", "\"\\u00e9\"")])),
         };
         let mut out = Vec::new();
         write_entity_json(&mut out, b"id/\"x", &e);
