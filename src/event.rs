@@ -398,8 +398,8 @@ mod tests {
         assert_eq!(recs[1].ingest_ms, 77);
     }
 
-    #[test]
-    fn truncated_records_are_rejected_not_read_out_of_bounds() {
+    /// A batch of one event (entity `e`) with the property `"a": 1`.
+    fn one_event_batch() -> EventBatch {
         let mut batch = EventBatch::default();
         let props = [Property {
             key: "a",
@@ -416,6 +416,12 @@ mod tests {
             properties: &props,
         };
         batch.push_event(&ev, b"id", 1);
+        batch
+    }
+
+    #[test]
+    fn truncated_records_are_rejected_not_read_out_of_bounds() {
+        let batch = one_event_batch();
         for cut in 0..batch.buf.len() {
             assert!(Record::parse(&batch.buf[..cut]).is_none(), "cut at {cut}");
         }
@@ -431,22 +437,7 @@ mod tests {
     /// decoded", history ends there).
     #[test]
     fn a_stored_record_with_a_malformed_property_list_is_refused() {
-        let mut batch = EventBatch::default();
-        let props = [Property {
-            key: "a",
-            value: b"1",
-        }];
-        let ev = EventRef {
-            event_id: None,
-            stream: "s",
-            source: "x",
-            timestamp_ms: None,
-            key: None,
-            schema: None,
-            entity_id: "e",
-            properties: &props,
-        };
-        batch.push_event(&ev, b"id", 1);
+        let mut batch = one_event_batch();
         assert!(Record::parse_stored(&batch.buf).is_some());
         assert!(valid_stored_records(&batch.buf));
         // The list is the record's last 8 bytes: [kl u16 = 1][vl u32 = 1]["a"]["1"].

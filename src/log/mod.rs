@@ -543,6 +543,12 @@ mod tests {
         assert!(log.install_spare(job.run().unwrap()).is_none());
     }
 
+    /// Where the frames of segment 0 end, given the LSNs of every frame written.
+    fn segment0_end(written: &[u64]) -> u64 {
+        let last = written.iter().copied().filter(|l| *l < SEGMENT_BYTES).max();
+        last.expect("frames in segment 0") + frame_len(PAYLOAD_BYTES) as u64
+    }
+
     fn spares(dir: &Path) -> usize {
         std::fs::read_dir(dir)
             .unwrap()
@@ -573,13 +579,7 @@ mod tests {
         assert_eq!((log.rolls, log.rolls_without_spare), (2, 1));
         assert_eq!(spares(dir.path()), 0);
         // The new segment opens with a seal naming where segment 0's frames end.
-        let seg0_end = written
-            .iter()
-            .copied()
-            .filter(|l| *l < SEGMENT_BYTES)
-            .max()
-            .unwrap()
-            + frame_len(PAYLOAD_BYTES) as u64;
+        let seg0_end = segment0_end(&written);
         let job = log.sync_targets();
         assert!(job.dir.is_some(), "the new name needs a directory fsync");
         job.run().unwrap();
@@ -690,13 +690,7 @@ mod tests {
         let (mut log, _, _) = open(dir.path());
         prepare_spare(&mut log);
         let written = append_n(&mut log, 40);
-        let seg0_end = written
-            .iter()
-            .copied()
-            .filter(|l| *l < SEGMENT_BYTES)
-            .max()
-            .unwrap()
-            + frame_len(PAYLOAD_BYTES) as u64;
+        let seg0_end = segment0_end(&written);
         drop(log);
         let f = std::fs::OpenOptions::new()
             .write(true)
