@@ -10,7 +10,7 @@
 //! snapshot writer's own encoders, loads again to the same entities and header.
 #![no_main]
 
-use flux::event::{push_property, Properties, Record, KIND_EVENT, KIND_TOMBSTONE};
+use flux::event::{push_property, Record, KIND_EVENT, KIND_TOMBSTONE};
 use flux::log::snapshot::{decode, write_entity, write_header, write_trailer};
 use flux::state::write_entity_json;
 use libfuzzer_sys::fuzz_target;
@@ -65,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
     // tombstone for every other entity.
     for (i, id) in ids.iter().enumerate() {
         let mut props = Vec::new();
-        let first_key = Properties(&store.get(id).expect("listed").props)
+        let first_key = store
+            .get(id)
+            .expect("listed")
+            .props
+            .iter()
             .next()
             .map(|(k, _)| k.to_vec());
         if let Some(k) = first_key {
