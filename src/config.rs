@@ -345,10 +345,7 @@ impl Config {
                         t.0.chars().count()
                     ))
                 }
-                Some(t)
-                    if crate::auth::token::bearer(format!("Bearer {}", t.0).as_bytes())
-                        != Some(t.0.as_bytes()) =>
-                {
+                Some(t) if !crate::http::is_b64token(t.0.as_bytes()) => {
                     return Err(
                         "FLUX_ADMIN_TOKEN may hold only letters, digits and -._~+/= \
                                 (it is sent as a bearer token)"
@@ -358,7 +355,7 @@ impl Config {
                 Some(_) => {}
             }
         }
-        if !(1..=crate::runtime::RATE_LIMIT_PER_MINUTE_MAX).contains(&self.rate_limit_per_minute) {
+        if !(1..=limits::RATE_LIMIT_PER_MINUTE_MAX).contains(&self.rate_limit_per_minute) {
             return Err("FLUX_RATE_LIMIT_PER_MINUTE must be 1..=2^40".into());
         }
         if self.body_limit_single_bytes == 0 || self.body_limit_batch_bytes == 0 {

@@ -13,6 +13,7 @@
 //! | `txn-abort:<step>` | cross-shard batch | the process aborts at `<step>` (see `shard::txn`) |
 //! | `txn-intent-fails` | cross-shard batch | the coordinator's intent append fails (as on a full disk) |
 //! | `txn-unavailable:<shard>` | cross-shard batch | shard `<shard>` does not answer a hold (as if gone) |
+//! | `shard-stall` | heartbeat | a shard's thread blocks (its executor runs nothing) while `shard-N/.stall` exists |
 //! | `sync-fails[:<shard>]` | log sync | the next fdatasync of that shard (any shard without arg) fails once |
 
 #[cfg(feature = "failpoints")]

@@ -2,26 +2,29 @@
 //!
 //! See ARCHITECTURE.md for how a request and an event flow through these modules.
 //!
-//! | module | concern |
-//! |---|---|
-//! | [`config`] | environment variables and flags |
-//! | [`dirlock`] | one server per data directory (`flock` on `flux.lock`) |
-//! | [`failpoint`] | fault-injection hooks, only with the `failpoints` feature (tests) |
-//! | [`limits`] | every named bound and what hitting it does |
-//! | [`shard`] | executors (`placement`), id → shard (`router`), cross-shard messages (`mesh`) |
-//! | [`net`] | per-shard listener and the connection loop |
-//! | [`http`] | request parsing, routing, response writing |
-//! | [`api`] | endpoint handlers |
-//! | [`ingest`] | JSON event decoding and validation |
-//! | [`ids`] | UUIDv7 event ids, per shard, lock-free |
-//! | [`event`] | the binary record an event travels and is logged as |
-//! | [`log`] | a shard's memory-mapped segment log, durability, recovery scan |
-//! | [`state`] | a shard's entity store |
-//! | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |
-//! | [`auth`] | auth mode: namespace registry, bearer tokens, per-namespace rate limits |
-//! | [`runtime`] | limits changeable at run time (`/api/admin/config`) |
-//! | [`metrics`] | per-shard counters and histograms, `metrics_update`, `GET /metrics` |
-//! | [`json`], [`time`] | output helpers |
+//! Layers, top to bottom; a module names only modules below it (`tests/layers.rs`):
+//!
+//! | layer | module | concern |
+//! |---|---|---|
+//! | start-up | [`server`] | executors, the channel mesh, each shard's feature state and tasks |
+//! | connections | [`net`] | per-shard listener and the connection loop |
+//! | features | [`api`] | endpoint handlers |
+//! | | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |
+//! | | [`metrics`] | per-shard counters and histograms, `metrics_update`, Prometheus text |
+//! | | [`auth`] | auth mode: namespace registry, bearer tokens, per-namespace rate limits |
+//! | shard | [`shard`] | a shard's store, log and mesh; id → shard (`router`); cross-shard batches (`txn`); recovery, snapshots |
+//! | settings | [`runtime`] | limits changeable at run time (`/api/admin/config`) |
+//! | | [`config`] | environment variables and flags |
+//! | storage | [`log`] | a shard's memory-mapped segment log, durability, recovery scan |
+//! | | [`state`] | a shard's entity store |
+//! | | [`event`] | the binary record an event travels and is logged as |
+//! | | [`ingest`] | JSON event decoding and validation |
+//! | protocol | [`http`] | request parsing, routing, response writing |
+//! | leaves | [`ids`] | UUIDv7 event ids, per shard, lock-free |
+//! | | [`json`], [`time`] | output helpers |
+//! | | [`limits`] | every named bound and what hitting it does |
+//! | | [`failpoint`] | fault-injection hooks, only with the `failpoints` feature (tests) |
+//! | | [`dirlock`] | one server per data directory (`flock` on `flux.lock`) |
 
 pub mod api;
 pub mod auth;
@@ -38,6 +41,7 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod runtime;
+pub mod server;
 pub mod shard;
 pub mod state;
 pub mod time;

@@ -77,3 +77,17 @@ const _: () = assert!(SHARDS_MAX <= PARTITIONS as usize);
 const _: () = assert!(BODY_SINGLE_BYTES_MAX <= BODY_BATCH_BYTES_MAX);
 const _: () = assert!(LIST_PAGE_ENTITIES > 0);
 const _: () = assert!(PROPERTIES_PER_EVENT_DEFAULT <= PROPERTIES_PER_EVENT_MAX);
+
+/// Largest per-namespace rate limit, events per minute (`FLUX_RATE_LIMIT_PER_MINUTE`,
+/// `/api/admin/config`).
+pub const RATE_LIMIT_PER_MINUTE_MAX: u64 = 1 << 40;
+
+/// Each shard's heartbeat task beats this often (`shard::heartbeat`).
+pub const HEARTBEAT_MS: u64 = 100;
+/// A shard whose heartbeat is older than this is reported stalled (`/health` 503,
+/// `flux_shards_stalled`, a log line): its executor has not run a task for that long
+/// (a lost wake-up, a task that never yields, a blocked thread). Well above the
+/// longest step a request may take a shard (tuning.md, worst-case bodies).
+pub const SHARD_STALL_MS: u64 = 2_000;
+/// How often the main thread looks at the heartbeats.
+pub const HEARTBEAT_CHECK_MS: u64 = 250;

@@ -6,7 +6,7 @@ fn main() {
         eprintln!("flux: {msg}");
         std::process::exit(2);
     }
-    if let Err(e) = flux::shard::placement::run(cfg) {
+    if let Err(e) = flux::server::run(cfg) {
         eprintln!("flux: {e}");
         std::process::exit(1);
     }

@@ -9,8 +9,9 @@ use std::sync::Mutex;
 
 use crate::config::Config;
 
+pub use crate::limits::RATE_LIMIT_PER_MINUTE_MAX;
+
 /// Bounds of what may be set, beyond `Config::validate`'s relations.
-pub const RATE_LIMIT_PER_MINUTE_MAX: u64 = 1 << 40;
 pub const MAX_BATCH_DELETE_MAX: u64 = 1_000_000;
 
 pub struct RuntimeLimits {

@@ -15,10 +15,8 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::Poll;
 
-use futures_channel::oneshot;
 use hashbrown::HashSet;
 use simd_json::prelude::*;
 
@@ -29,26 +27,9 @@ use crate::http::respond;
 use crate::http::route::ENTITY_PREFIX;
 use crate::ingest::validate::valid_entity_id;
 use crate::json;
-use crate::shard::mesh::{self, Unavailable};
+use crate::shard::mesh::Unavailable;
 use crate::shard::{ApplyError, Shard, ShardId};
 use crate::time;
-
-/// A cross-shard deletion message (the `Request::Delete` variant of the mesh).
-pub enum DeleteMsg {
-    /// Log and apply the tombstones (all owned by the receiver) of the entities that
-    /// exist; answer, per tombstone in order, whether its entity existed.
-    Apply {
-        batch: EventBatch,
-        sync: bool,
-        reply: oneshot::Sender<Result<Vec<bool>, ApplyError>>,
-    },
-    /// Ids starting with `prefix`, in id order, at most `max`.
-    Scan {
-        prefix: Vec<u8>,
-        max: usize,
-        reply: oneshot::Sender<Vec<Box<[u8]>>>,
-    },
-}
 
 impl Shard {
     /// Applies the tombstones of `batch` whose entity exists (the first of duplicates
@@ -89,27 +70,6 @@ impl Shard {
     }
 }
 
-/// Serves `Request::Delete` from another shard.
-pub fn handle(shard: &Rc<Shard>, msg: DeleteMsg) {
-    match msg {
-        DeleteMsg::Apply { batch, sync, reply } => match shard.delete_local(&batch) {
-            Ok((existed, Some(end))) if sync => {
-                let shard = shard.clone();
-                glommio::spawn_local(async move {
-                    let _ = reply.send(shard.sync_to(end).await.map(|_| existed));
-                })
-                .detach();
-            }
-            result => {
-                let _ = reply.send(result.map(|(existed, _)| existed));
-            }
-        },
-        DeleteMsg::Scan { prefix, max, reply } => {
-            let _ = reply.send(shard.scan_ids(&prefix, max));
-        }
-    }
-}
-
 /// Deletes the tombstones' entities on shard `to` (all owned by it).
 async fn apply_part(
     shard: &Shard,
@@ -126,8 +86,17 @@ async fn apply_part(
     }
     shard
         .mesh
-        .call(to, |reply| {
-            mesh::Request::Delete(DeleteMsg::Apply { batch, sync, reply })
+        .run(to, move |owner, reply| match owner.delete_local(&batch) {
+            Ok((existed, Some(end))) if sync => {
+                let owner = owner.clone();
+                glommio::spawn_local(async move {
+                    let _ = reply.send(owner.sync_to(end).await.map(|_| existed));
+                })
+                .detach();
+            }
+            result => {
+                let _ = reply.send(result.map(|(existed, _)| existed));
+            }
         })
         .await?
 }
@@ -144,9 +113,7 @@ async fn scan(
     let prefix = prefix.to_vec();
     shard
         .mesh
-        .call(from, |reply| {
-            mesh::Request::Delete(DeleteMsg::Scan { prefix, max, reply })
-        })
+        .ask(from, move |owner| owner.scan_ids(&prefix, max))
         .await
 }
 

@@ -56,7 +56,7 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
     let mut batch = EventBatch::default();
     let decoded = shard.decoder.borrow_mut().decode_single(req.body, |ev| {
         let id = ev.entity_id.as_bytes();
-        let charged = shard.auth.check_write(&scope, id)?;
+        let charged = crate::auth::local(shard).check_write(&scope, id)?;
         let mut id_buf = [0u8; 36];
         let event_id = event_id(shard, ev, now, &mut id_buf);
         write_ack(body, event_id, ev.stream);
@@ -76,7 +76,7 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
         WriteScope::Own(ns) => Some(ns),
         _ => None,
     }) {
-        if let Err(r) = shard.auth.spend(&shard.shared.limits, shard.count, ns, 1) {
+        if let Err(r) = crate::auth::local(shard).spend(&shard.shared.limits, shard.count, ns, 1) {
             return rate_limited(out, shard, req, r, ns, 1);
         }
     }
@@ -108,7 +108,10 @@ pub fn rate_limited(
     ns: &LocalNs,
     n: u64,
 ) {
-    crate::metrics::ShardCounters::bump(&shard.shared.metrics.shard(shard.id).rate_limited, 1);
+    crate::metrics::ShardCounters::bump(
+        &crate::metrics::registry(shard).shard(shard.id).rate_limited,
+        1,
+    );
     let per_minute = shard.shared.limits.rate_limit().unwrap_or(0);
     let (secs, msg) = match r {
         Refused::RetryAfter(s) => (
@@ -157,17 +160,16 @@ pub async fn post_batch(
             if idx > 0 {
                 results.push(b',');
             }
-            let checked =
-                ev.and_then(
-                    |ev| match shard.auth.check_write(&scope, ev.entity_id.as_bytes()) {
-                        Ok(charged) => Ok((ev, charged)),
-                        Err(IdVerdict::Invalid(msg)) => Err(msg),
-                        Err(_) => {
-                            forbidden += 1;
-                            Err(auth::FORBIDDEN_WRITE)
-                        }
-                    },
-                );
+            let checked = ev.and_then(|ev| {
+                match crate::auth::local(shard).check_write(&scope, ev.entity_id.as_bytes()) {
+                    Ok(charged) => Ok((ev, charged)),
+                    Err(IdVerdict::Invalid(msg)) => Err(msg),
+                    Err(_) => {
+                        forbidden += 1;
+                        Err(auth::FORBIDDEN_WRITE)
+                    }
+                }
+            });
             match checked {
                 Ok((ev, charged)) => {
                     if let Some(ns) = &charged {
@@ -233,9 +235,8 @@ pub async fn post_batch(
         tally.add(ns, total as u64);
     }
     if !tally.is_empty() {
-        if let Err((r, ns)) = shard
-            .auth
-            .spend_all(&shard.shared.limits, shard.count, &tally)
+        if let Err((r, ns)) =
+            crate::auth::local(shard).spend_all(&shard.shared.limits, shard.count, &tally)
         {
             let n = tally.count(&ns);
             return rate_limited(out, shard, req, r, &ns, n);

@@ -23,6 +23,7 @@ use crate::http::respond::{self, Persist};
 use crate::json;
 use crate::limits::{HISTORY_PAGE_BYTES, WRITE_FLUSH_BYTES};
 use crate::log::ShardLog;
+use crate::shard::mesh::Unavailable;
 use crate::shard::{Shard, ShardId};
 use crate::state::Store;
 use crate::time;
@@ -126,6 +127,41 @@ fn write_event(out: &mut Vec<u8>, r: &Record<'_>) {
     out.extend_from_slice(b"}}}");
 }
 
+/// Renders the next page of the history of `q.entity` (owned by `owner`) into
+/// `page`; false if the entity does not exist.
+async fn page_from(
+    shard: &Shard,
+    owner: ShardId,
+    q: HistoryQuery,
+    page: &mut HistoryPage,
+) -> Result<bool, Unavailable> {
+    if owner == shard.id {
+        return Ok(render_local(shard, &q, page));
+    }
+    let found = shard
+        .mesh
+        .ask(owner, move |s| {
+            let mut page = HistoryPage::default();
+            render_local(s, &q, &mut page).then_some(page)
+        })
+        .await?;
+    match found {
+        Some(p) => {
+            // The page moved through the channel, not copied.
+            *page = p;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// `render` on this shard's store and log.
+fn render_local(shard: &Shard, q: &HistoryQuery, page: &mut HistoryPage) -> bool {
+    let log = shard.log.borrow();
+    let log = log.as_ref().expect("reads arrive only after recovery");
+    render(&shard.store.borrow(), log, q, page)
+}
+
 /// Renders the next page of the history of `q.entity` into `page` (cleared first);
 /// `false` if the walk starts at the entity's newest event and the entity does not
 /// exist. Runs on the owning shard; stops once the page holds `HISTORY_PAGE_BYTES`.
@@ -199,7 +235,7 @@ pub async fn get_history(
     }
     let owner = shard.owner(&q.entity);
     let mut page = HistoryPage::default();
-    match shard.history(owner, q.clone(), &mut page).await {
+    match page_from(shard, owner, q.clone(), &mut page).await {
         Ok(true) => match page.next_lsn {
             None => {
                 body.clear();
@@ -255,7 +291,7 @@ pub async fn stream(
             stream.write_all(out).await?;
             out.clear();
         }
-        match shard.history(c.owner, q.clone(), &mut page).await {
+        match page_from(shard, c.owner, q.clone(), &mut page).await {
             Ok(true) => {}
             // A continued walk does not look the entity up; `false` cannot happen.
             Ok(false) | Err(_) => return Err(io::Error::other("a shard is unavailable")),

@@ -102,7 +102,7 @@ pub async fn dispatch(
         Endpoint::Metrics => {
             // Totals over every namespace: for the admin token or public reads.
             match read_scope(shard, req, out) {
-                Some(ReadScope::All) => crate::metrics::prom::get_metrics(shard, req, out).await,
+                Some(ReadScope::All) => get_metrics(shard, req, out).await,
                 Some(ReadScope::Own(_)) => denied(
                     shard,
                     out,
@@ -174,7 +174,10 @@ pub async fn dispatch(
 /// Answers a refusal; a 401 says which scheme to use (RFC 6750 §3).
 #[cold]
 pub fn denied(shard: &Shard, out: &mut Vec<u8>, req: &Request<'_>, d: Denied) {
-    crate::metrics::ShardCounters::bump(&shard.shared.metrics.shard(shard.id).auth_denied, 1);
+    crate::metrics::ShardCounters::bump(
+        &crate::metrics::registry(shard).shard(shard.id).auth_denied,
+        1,
+    );
     let extra: &[u8] = if d.0 == 401 {
         crate::auth::WWW_AUTHENTICATE
     } else {
@@ -186,7 +189,10 @@ pub fn denied(shard: &Shard, out: &mut Vec<u8>, req: &Request<'_>, d: Denied) {
 /// What the request may read, or `None` once the refusal is queued.
 #[inline]
 pub fn read_scope(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) -> Option<ReadScope> {
-    match req.principal.read_scope(shard.auth.shared().public_reads) {
+    match req
+        .principal
+        .read_scope(crate::auth::local(shard).shared().public_reads)
+    {
         Ok(scope) => Some(scope),
         Err(d) => {
             denied(shard, out, req, d);
@@ -234,16 +240,22 @@ pub fn unavailable(out: &mut Vec<u8>) {
     );
 }
 
-/// `GET /health`: 200 `{"status":"ok"}`, or 503 `{"status":"failed","failed_shards":
-/// [{"shard","error"}]}` once a shard's log failed (it refuses writes until restart;
-/// reads go on).
+/// `GET /health`: 200 `{"status":"ok"}`, or 503 `{"status":"failed"|"stalled",
+/// "failed_shards":[{"shard","error"}],"stalled_shards":[{"shard","silent_ms"}]}` once
+/// a shard's log failed (it refuses writes until restart; reads go on) or while a
+/// shard's executor is stalled (its heartbeat is older than `SHARD_STALL_MS`).
 fn health(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
     let failed = shard.shared.failed_shards();
-    if failed.is_empty() {
+    let stalled = shard.shared.stalled_shards();
+    if failed.is_empty() && stalled.is_empty() {
         respond::json(out, 200, req.persist, b"", b"{\"status\":\"ok\"}");
         return;
     }
-    let mut body = b"{\"status\":\"failed\",\"failed_shards\":[".to_vec();
+    let mut body = if failed.is_empty() {
+        b"{\"status\":\"stalled\",\"failed_shards\":[".to_vec()
+    } else {
+        b"{\"status\":\"failed\",\"failed_shards\":[".to_vec()
+    };
     for (n, (i, cause)) in failed.iter().enumerate() {
         if n > 0 {
             body.push(b',');
@@ -252,6 +264,17 @@ fn health(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
         crate::json::write_u64(&mut body, *i as u64);
         body.extend_from_slice(b",\"error\":");
         crate::json::write_str(&mut body, cause.as_bytes());
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"],\"stalled_shards\":[");
+    for (n, (i, silent)) in stalled.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"shard\":");
+        crate::json::write_u64(&mut body, *i as u64);
+        body.extend_from_slice(b",\"silent_ms\":");
+        crate::json::write_u64(&mut body, *silent);
         body.push(b'}');
     }
     body.extend_from_slice(b"]}");
@@ -280,4 +303,38 @@ fn recovering(shard: &Shard, endpoint: Endpoint, req: &Request<'_>, out: &mut Ve
         let msg = format!("recovering: {done} of {} shards ready", shard.count);
         respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
     }
+}
+
+/// This shard's histograms and the gauges it computes when asked.
+fn metrics_snapshot(shard: &Shard) -> crate::metrics::Snapshot {
+    let mut s = crate::metrics::local(shard).hist.borrow().clone();
+    s.ws_queue_bytes = crate::ws::hub(shard).queue_memory() as u64;
+    s
+}
+
+/// `GET /metrics`: every shard's histograms gathered over the mesh (but a stalled
+/// shard's), the totals.
+async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
+    let mut all = metrics_snapshot(shard);
+    for i in 0..shard.count {
+        let from = crate::shard::ShardId(i as u16);
+        // A stalled shard would not answer: its histograms are left out (the
+        // counters, atomics, still count it), and `flux_shards_stalled` says why.
+        if from == shard.id || shard.shared.stalled[i].load(std::sync::atomic::Ordering::Acquire) {
+            continue;
+        }
+        match shard.mesh.ask(from, |s| metrics_snapshot(s)).await {
+            Ok(s) => all.add(&s),
+            Err(_) => return unavailable(out),
+        }
+    }
+    let (t, rate) = crate::metrics::current(shard);
+    let body = crate::metrics::prom::render(&t, rate, &all);
+    respond::body(
+        out,
+        200,
+        req.persist,
+        b"text/plain; version=0.0.4; charset=utf-8",
+        body.as_bytes(),
+    );
 }

@@ -52,7 +52,7 @@ fn parse_name(body: &[u8]) -> Result<String, &'static str> {
 }
 
 pub async fn register(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
-    if !shard.auth.enabled() {
+    if !crate::auth::local(shard).enabled() {
         return respond::error(out, 404, req.persist, b"", AUTH_OFF);
     }
     if let Err(d) = req.principal.admin() {
@@ -66,7 +66,7 @@ pub async fn register(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body:
     let mut id_buf = [0u8; 36];
     let id =
         String::from_utf8_lossy(shard.ids.borrow_mut().next_str(now, &mut id_buf)).into_owned();
-    let auth = shard.shared.auth.clone();
+    let auth = crate::auth::local(shard).shared().clone();
     // Writing and fsyncing the registry file must not stall this shard's event loop.
     let result = glommio::executor()
         .spawn_blocking(move || auth.registry.register(&name, id, now))
@@ -107,12 +107,12 @@ fn sees(scope: &ReadScope, ns: &Arc<Namespace>) -> bool {
 
 /// The namespaces `scope` may see, in name order.
 fn visible(shard: &Shard, scope: &ReadScope) -> Vec<Arc<Namespace>> {
-    let all = shard.shared.auth.registry.snapshot().1;
+    let all = crate::auth::local(shard).shared().registry.snapshot().1;
     all.into_iter().filter(|ns| sees(scope, ns)).collect()
 }
 
 pub fn list(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
-    if !shard.auth.enabled() {
+    if !crate::auth::local(shard).enabled() {
         return respond::error(out, 404, req.persist, b"", AUTH_OFF);
     }
     let Some(scope) = super::read_scope(shard, req, out) else {
@@ -131,7 +131,7 @@ pub fn list(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<
 }
 
 pub async fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
-    if !shard.auth.enabled() {
+    if !crate::auth::local(shard).enabled() {
         return respond::error(out, 404, req.persist, b"", AUTH_OFF);
     }
     let Some(scope) = super::read_scope(shard, req, out) else {
@@ -139,7 +139,7 @@ pub async fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut
     };
     let found = std::str::from_utf8(&req.path[NAMESPACE_PREFIX.len()..])
         .ok()
-        .and_then(|name| shard.shared.auth.registry.get(name))
+        .and_then(|name| crate::auth::local(shard).shared().registry.get(name))
         .filter(|ns| sees(&scope, ns));
     let Some(ns) = found else {
         return respond::error(out, 404, req.persist, b"", "namespace not found");
@@ -166,7 +166,7 @@ async fn entity_count(shard: &Shard, ns: &Namespace) -> Result<u64, Unavailable>
 }
 
 pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, _body: &mut Vec<u8>) {
-    if !shard.auth.enabled() {
+    if !crate::auth::local(shard).enabled() {
         return respond::error(out, 404, req.persist, b"", AUTH_OFF);
     }
     if let Err(d) = req.principal.admin() {
@@ -175,7 +175,7 @@ pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, _body: 
     let Ok(name) = std::str::from_utf8(&req.path[NAMESPACE_PREFIX.len()..]) else {
         return respond::error(out, 404, req.persist, b"", "namespace not found");
     };
-    let registry = &shard.shared.auth.registry;
+    let registry = &crate::auth::local(shard).shared().registry;
     if registry.get(name).is_none() {
         return respond::error(out, 404, req.persist, b"", "namespace not found");
     }
@@ -200,7 +200,7 @@ pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, _body: 
         registry.abort_delete(name);
         return super::apply_failed(out, req, &e);
     }
-    let auth = shard.shared.auth.clone();
+    let auth = crate::auth::local(shard).shared().clone();
     let owned = name.to_string();
     let removed = glommio::executor()
         .spawn_blocking(move || auth.registry.finish_delete(&owned))

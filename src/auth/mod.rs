@@ -258,6 +258,12 @@ impl Tally {
     }
 }
 
+/// This shard's copy of the registry (installed in its `shard::Services`).
+#[inline]
+pub fn local(shard: &crate::shard::Shard) -> &Local {
+    shard.services.get()
+}
+
 /// One shard's copy of the registry, refreshed when the registry's version moves.
 pub struct Local {
     auth: Arc<Auth>,
@@ -276,7 +282,7 @@ impl Local {
         }
     }
 
-    pub fn shared(&self) -> &Auth {
+    pub fn shared(&self) -> &Arc<Auth> {
         &self.auth
     }
 

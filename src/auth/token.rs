@@ -44,8 +44,7 @@ pub fn bearer(value: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let token = trim_spaces(&value[SCHEME.len()..]);
-    let b64token = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
-    (!token.is_empty() && token.iter().all(b64token)).then_some(token)
+    crate::http::is_b64token(token).then_some(token)
 }
 
 fn trim_spaces(mut s: &[u8]) -> &[u8] {

@@ -2,12 +2,13 @@
 //! `FLUX_METRICS_INTERVAL_MS`) and of `GET /metrics` (Prometheus text).
 //!
 //! Two kinds of state, both off the hot path:
-//! - [`Registry`] (in `Shared`): per-shard counters and gauges in atomics, each
-//!   written by its own shard only (a relaxed add or store) and summed by whichever
-//!   shard reports; plus each shard's publisher sketches ([`hll`]).
-//! - [`Local`] (in each `Shard`): the latency and queue-depth histograms
+//! - [`Registry`] (one per process, held by every shard's `Local`): per-shard counters
+//!   and gauges in atomics, each written by its own shard only (a relaxed add or
+//!   store) and summed by whichever shard reports; plus each shard's publisher
+//!   sketches ([`hll`]). The log's counters are the shard layer's (`shard::LogStats`).
+//! - [`Local`] (in each shard's `Services`): the latency and queue-depth histograms
 //!   (hdrhistogram, not atomic) and the window of samples behind `rate_per_second`.
-//!   `/metrics` gathers every shard's histograms over the mesh.
+//!   `GET /metrics` (`api`) gathers every shard's histograms over the mesh.
 //!
 //! Counted where it happens: events and deletions by the owning shard when it applies
 //! them (`ws::fanout`, the hook in `Shard::log_and_apply`); entities by a 100 ms
@@ -20,6 +21,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -63,14 +65,6 @@ pub struct ShardCounters {
     /// Bytes and deliveries waiting in this shard's inbox (see `ws::fanout`).
     pub ws_inbox_bytes: AtomicU64,
     pub ws_inbox_items: AtomicU64,
-    /// fdatasync calls of this shard's log that completed.
-    pub log_syncs: AtomicU64,
-    /// fdatasync calls that failed (each one fails the shard's log: see `log::durable`).
-    pub log_sync_failures: AtomicU64,
-    /// Roll-overs to a new log segment, and those that found no spare ready and made
-    /// the segment on the event loop.
-    pub log_rolls: AtomicU64,
-    pub log_rolls_without_spare: AtomicU64,
     /// Requests refused with 401 or 403 (auth mode), WebSocket upgrades included.
     pub auth_denied: AtomicU64,
     /// Requests refused with 429 (per-namespace rate limit).
@@ -111,12 +105,15 @@ pub struct Totals {
     pub ws_updates: u64,
     pub ws_delivery_gaps: u64,
     pub ws_inbox_bytes: u64,
+    /// The logs' counters (`shard::LogStats`, filled in by `current`).
     pub log_syncs: u64,
     pub log_sync_failures: u64,
     pub log_rolls: u64,
     pub log_rolls_without_spare: u64,
     /// Shards whose log failed (filled in by the caller from `Shared::failed`).
     pub shards_failed: u64,
+    /// Shards whose executor is stalled (`Shared::stalled`, filled in by `current`).
+    pub shards_stalled: u64,
     pub auth_denied: u64,
     pub rate_limited: u64,
 }
@@ -153,10 +150,6 @@ impl Registry {
             t.ws_updates += s.ws_updates.load(Relaxed);
             t.ws_delivery_gaps += s.ws_delivery_gaps.load(Relaxed);
             t.ws_inbox_bytes += s.ws_inbox_bytes.load(Relaxed);
-            t.log_syncs += s.log_syncs.load(Relaxed);
-            t.log_sync_failures += s.log_sync_failures.load(Relaxed);
-            t.log_rolls += s.log_rolls.load(Relaxed);
-            t.log_rolls_without_spare += s.log_rolls_without_spare.load(Relaxed);
             t.auth_denied += s.auth_denied.load(Relaxed);
             t.rate_limited += s.rate_limited.load(Relaxed);
             s.publishers.merge_window(now_ms / 1000, &mut regs);
@@ -261,29 +254,35 @@ impl Snapshot {
     }
 }
 
-/// This shard's histograms and the gauges it computes when asked.
-pub fn snapshot(shard: &Shard) -> Snapshot {
-    let mut s = shard.metrics.hist.borrow().clone();
-    s.ws_queue_bytes = shard.ws.queue_memory() as u64;
-    s
+/// This shard's metrics state (installed in its `shard::Services`).
+#[inline]
+pub fn local(shard: &Shard) -> &Local {
+    shard.services.get()
 }
 
-/// Metrics state private to one shard.
+/// The process-wide counters, as seen from `shard`.
+#[inline]
+pub fn registry(shard: &Shard) -> &Registry {
+    &local(shard).registry
+}
+
+/// Metrics state of one shard.
 pub struct Local {
+    /// Every shard's counters (process-wide, shared by every shard's `Local`).
+    pub registry: Arc<Registry>,
     pub hist: RefCell<Snapshot>,
     pub rate: RefCell<RateWindow>,
 }
 
-impl Default for Local {
-    fn default() -> Self {
+impl Local {
+    pub fn new(registry: Arc<Registry>) -> Self {
         Local {
+            registry,
             hist: RefCell::new(Snapshot::default()),
             rate: RefCell::new(RateWindow::new(time::now_ms())),
         }
     }
-}
 
-impl Local {
     #[inline]
     pub fn ingest(&self, d: Duration) {
         self.hist
@@ -300,11 +299,10 @@ pub fn start(shard: &Rc<Shard>) {
     glommio::spawn_local(async move {
         while !shard.shutting_down() {
             let entities = shard.store.borrow().len() as u64;
-            let counters = shard.shared.metrics.shard(shard.id);
+            let counters = registry(&shard).shard(shard.id);
             counters.entities.store(entities, Relaxed);
-            let total = shard.shared.metrics.events();
-            shard
-                .metrics
+            let total = registry(&shard).events();
+            local(&shard)
                 .rate
                 .borrow_mut()
                 .sample(time::now_ms(), total);
@@ -317,8 +315,16 @@ pub fn start(shard: &Rc<Shard>) {
 /// The current totals and rate as seen from `shard`.
 pub fn current(shard: &Shard) -> (Totals, f64) {
     let now = time::now_ms();
-    let t = shard.shared.metrics.totals(now);
-    let rate = shard.metrics.rate.borrow().rate(now, t.events);
+    let mut t = registry(shard).totals(now);
+    for l in shard.shared.log_stats.iter() {
+        t.log_syncs += l.syncs.load(Relaxed);
+        t.log_sync_failures += l.sync_failures.load(Relaxed);
+        t.log_rolls += l.rolls.load(Relaxed);
+        t.log_rolls_without_spare += l.rolls_without_spare.load(Relaxed);
+    }
+    t.shards_failed = shard.shared.failed_shards().len() as u64;
+    t.shards_stalled = shard.shared.stalled_shards().len() as u64;
+    let rate = local(shard).rate.borrow().rate(now, t.events);
     (t, rate)
 }
 

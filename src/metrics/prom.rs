@@ -5,9 +5,6 @@
 use std::fmt::Write;
 
 use super::{Hist, Snapshot, Totals};
-use crate::api::Request;
-use crate::http::respond;
-use crate::shard::{Shard, ShardId};
 
 /// Bucket bounds of the latency histograms, in µs (rendered in seconds).
 const LATENCY_BUCKETS_US: [u64; 16] = [
@@ -118,6 +115,13 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
     );
     scalar(
         &mut o,
+        "flux_shards_stalled",
+        "gauge",
+        "Shards whose executor has not run its heartbeat for over 2 s (a blocked thread, a task that never yields, a lost wake-up).",
+        t.shards_stalled,
+    );
+    scalar(
+        &mut o,
         "flux_auth_denied_total",
         "counter",
         "Requests and WebSocket upgrades refused with 401 or 403 (auth mode).",
@@ -218,93 +222,4 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
         1.0,
     );
     o
-}
-
-/// `GET /metrics`.
-pub async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
-    let mut all = super::snapshot(shard);
-    for i in 0..shard.count {
-        let from = ShardId(i as u16);
-        if from == shard.id {
-            continue;
-        }
-        match shard
-            .mesh
-            .call(from, |reply| crate::shard::mesh::Request::Metrics { reply })
-            .await
-        {
-            Ok(s) => all.add(&s),
-            Err(_) => return crate::api::unavailable(out),
-        }
-    }
-    let (mut t, rate) = super::current(shard);
-    t.shards_failed = shard.shared.failed_shards().len() as u64;
-    let body = render(&t, rate, &all);
-    respond::body(
-        out,
-        200,
-        req.persist,
-        b"text/plain; version=0.0.4; charset=utf-8",
-        body.as_bytes(),
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn value<'a>(text: &'a str, series: &str) -> &'a str {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
-    }
-
-    #[test]
-    fn exposition_has_counters_and_cumulative_buckets() {
-        let t = Totals {
-            entities: 2,
-            events: 7,
-            ws_connections: 1,
-            ..Totals::default()
-        };
-        let mut s = Snapshot::default();
-        for us in [40, 90, 3_000, 3_000_000] {
-            s.ingest_us.record(us);
-        }
-        let text = render(&t, 1.4, &s);
-        assert_eq!(value(&text, "flux_events_total"), "7");
-        assert_eq!(value(&text, "flux_entities"), "2");
-        assert_eq!(value(&text, "flux_events_rate_per_second"), "1.4");
-        assert_eq!(
-            value(&text, "flux_ingest_latency_seconds_bucket{le=\"0.00005\"}"),
-            "1"
-        );
-        assert_eq!(
-            value(&text, "flux_ingest_latency_seconds_bucket{le=\"0.0001\"}"),
-            "2"
-        );
-        assert_eq!(
-            value(&text, "flux_ingest_latency_seconds_bucket{le=\"0.005\"}"),
-            "3"
-        );
-        assert_eq!(
-            value(&text, "flux_ingest_latency_seconds_bucket{le=\"10\"}"),
-            "4"
-        );
-        assert_eq!(
-            value(&text, "flux_ingest_latency_seconds_bucket{le=\"+Inf\"}"),
-            "4"
-        );
-        assert_eq!(value(&text, "flux_ingest_latency_seconds_count"), "4");
-        assert_eq!(value(&text, "flux_ingest_latency_seconds_sum"), "3.00313");
-        assert_eq!(value(&text, "flux_ws_queue_depth_messages_count"), "0");
-        assert_eq!(
-            value(&text, "flux_ws_queue_depth_messages_bucket{le=\"0\"}"),
-            "0"
-        );
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (_, v) = line.rsplit_once(' ').unwrap();
-            assert!(v.parse::<f64>().is_ok(), "{line}");
-        }
-    }
 }

@@ -340,7 +340,7 @@ impl Conn {
             &self.body
         };
         let query = head.query.map(|(a, b)| &buf[a as usize..b as usize]);
-        let principal = self.shard.auth.resolve_cached(
+        let principal = crate::auth::local(&self.shard).resolve_cached(
             &mut self.auth_cache,
             head.authorization
                 .map(|(a, b)| &buf[a as usize..b as usize]),
@@ -369,7 +369,7 @@ impl Conn {
             route,
             route::Route::Found(route::Endpoint::PostEvent | route::Endpoint::PostBatch)
         ) {
-            self.shard.metrics.ingest(dispatched.elapsed());
+            crate::metrics::local(&self.shard).ingest(dispatched.elapsed());
         }
         match reply {
             Reply::Done => {
@@ -458,11 +458,9 @@ impl Conn {
             let mut token = Vec::new();
             let query = head.query.map(|r| range_slice(buf, r));
             let has_token = query.is_some_and(|q| query_token(q, &mut token));
-            let principal = self
-                .shard
-                .auth
-                .resolve(header, has_token.then_some(&token[..]));
-            principal.read_scope(self.shard.auth.shared().public_reads)
+            let principal =
+                crate::auth::local(&self.shard).resolve(header, has_token.then_some(&token[..]));
+            principal.read_scope(crate::auth::local(&self.shard).shared().public_reads)
         });
         match (checked, scope) {
             (Ok(accept), Some(Ok(scope))) => {
@@ -472,7 +470,9 @@ impl Conn {
             }
             (Ok(_), Some(Err(d))) => {
                 crate::metrics::ShardCounters::bump(
-                    &self.shard.shared.metrics.shard(self.shard.id).auth_denied,
+                    &crate::metrics::registry(&self.shard)
+                        .shard(self.shard.id)
+                        .auth_denied,
                     1,
                 );
                 respond::error(

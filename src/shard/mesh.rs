@@ -1,12 +1,19 @@
-//! Typed cross-shard messages. All cross-shard traffic goes through this module: a
-//! request goes over a bounded glommio channel mesh to the owning shard, and the answer
-//! comes back on a oneshot channel (glommio wakes the waiting task across threads).
-//! Work for the local shard never comes here.
+//! Cross-shard messages. All cross-shard traffic goes through this module: a request
+//! goes over a bounded glommio channel mesh to the owning shard, and the answer comes
+//! back on a oneshot channel (glommio wakes the waiting task across threads). Work for
+//! the local shard never comes here.
+//!
+//! The shard's own operations (apply, hold, get, page, count) are typed variants; the
+//! features above this layer (history, deletion, WebSocket bookkeeping, metrics) send
+//! a closure that runs on the receiving shard ([`Request::Run`], like Seastar's
+//! `submit_to`), so that this layer names none of their types.
+
+use std::rc::Rc;
 
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 
-use super::ShardId;
+use super::{Shard, ShardId};
 use crate::event::EventBatch;
 use crate::state::{Page, PageQuery};
 
@@ -32,11 +39,6 @@ pub enum Request {
         id: Box<[u8]>,
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
-    /// One page of an entity's history, or `None` if it does not exist.
-    History {
-        query: crate::api::history::HistoryQuery,
-        reply: oneshot::Sender<Option<crate::api::history::HistoryPage>>,
-    },
     /// One page of a listing.
     Page {
         query: PageQuery,
@@ -47,15 +49,14 @@ pub enum Request {
         prefix: Box<[u8]>,
         reply: oneshot::Sender<u64>,
     },
-    /// WebSocket subscription bookkeeping (`ws`).
-    Ws(crate::ws::WsMsg),
-    /// Deletions (`api::delete`).
-    Delete(crate::api::delete::DeleteMsg),
-    /// This shard's histograms, for `/metrics`.
-    Metrics {
-        reply: oneshot::Sender<crate::metrics::Snapshot>,
-    },
+    /// Work of a feature above this layer, run on the receiving shard's executor
+    /// (it answers through whatever channel it captured). One allocation per message:
+    /// none of these is on the ingest path.
+    Run(Task),
 }
+
+/// A closure sent to run on another shard (`Request::Run`).
+pub type Task = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
 /// Why a cross-shard request got no answer: the peer is shutting down.
 #[derive(Debug, Clone, Copy)]
@@ -132,13 +133,30 @@ impl Mesh {
         self.call(to, |reply| Request::Page { query, reply }).await
     }
 
-    pub async fn history(
+    /// Runs `f` on shard `to` and waits for what it sends back on its reply channel
+    /// (it may answer later, from a task it spawns). `Unavailable` if the shard is
+    /// going away or dropped the reply.
+    pub async fn run<T: Send + 'static>(
         &self,
         to: ShardId,
-        query: crate::api::history::HistoryQuery,
-    ) -> Result<Option<crate::api::history::HistoryPage>, Unavailable> {
-        self.call(to, |reply| Request::History { query, reply })
-            .await
+        f: impl FnOnce(&Rc<Shard>, oneshot::Sender<T>) + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        self.call(to, |reply| {
+            Request::Run(Box::new(move |shard| f(shard, reply)))
+        })
+        .await
+    }
+
+    /// Runs `f` on shard `to` and waits for its result.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        to: ShardId,
+        f: impl FnOnce(&Rc<Shard>) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        self.run(to, move |shard, reply| {
+            let _ = reply.send(f(shard));
+        })
+        .await
     }
 
     pub fn close(&self) {

@@ -1,14 +1,17 @@
 //! Shards: one pinned glommio executor each, owning a contiguous range of partitions,
 //! the entities in them, and (with the log) their log.
 //!
-//! `placement` starts the executors; `router` is the pure id → shard mapping; `mesh` is
-//! the only place where work crosses shards.
+//! `router` is the pure id → shard mapping; `mesh` is the only place where work
+//! crosses shards. This layer knows nothing of the features above it (`api`, `ws`,
+//! `metrics`, `auth`): they keep their per-shard state in [`Services`], answer their
+//! cross-shard requests with `mesh::Request::Run` closures, and see applied records
+//! through the `on_applied` hook the server installs (see ARCHITECTURE.md, layers).
 
 pub mod keeper;
 pub mod mesh;
-pub mod placement;
 pub mod recovery;
 pub mod router;
+pub mod services;
 pub mod snapshotter;
 pub mod txn;
 
@@ -18,8 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub use router::{shard_for, ShardId};
+pub use services::Services;
 
-use crate::api::history::{self, HistoryPage, HistoryQuery};
 use crate::config::{Config, SyncMode};
 use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
@@ -43,12 +46,17 @@ pub struct Shared {
     pub replayed: AtomicU64,
     /// Where shards exchange cross-shard batch outcomes during recovery.
     pub board: txnlog::Board,
-    /// Per-shard counters read by any shard (`metrics_update`, `/metrics`).
-    pub metrics: crate::metrics::Registry,
-    /// Every shard's WebSocket delivery inbox.
-    pub ws: crate::ws::Switchboard,
-    /// Namespaces, tokens and rate-limit buckets (auth mode).
-    pub auth: Arc<crate::auth::Auth>,
+    /// Per shard: when its executor last ran its heartbeat task, in ms since `epoch`
+    /// (`heartbeat`); the main thread watches them (`server`).
+    pub heartbeat_ms: Box<[AtomicU64]>,
+    /// Per shard: set by the main thread while the shard's heartbeat is older than
+    /// `limits::SHARD_STALL_MS` (`/health` and `/metrics` report it).
+    pub stalled: Box<[AtomicBool]>,
+    /// The origin of `heartbeat_ms`.
+    pub epoch: std::time::Instant,
+    /// Per shard: its log's syncs and roll-overs (written by that shard only; `/metrics`
+    /// reads them).
+    pub log_stats: Box<[LogStats]>,
     /// Limits changeable at run time (`/api/admin/config`).
     pub limits: crate::runtime::RuntimeLimits,
     /// Per shard: why its log failed, once it has (`Shard::fail`); `/health` and
@@ -68,26 +76,42 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        shards: usize,
-        auth: crate::auth::Auth,
-        limits: crate::runtime::RuntimeLimits,
-    ) -> Self {
+    pub fn new(shards: usize, limits: crate::runtime::RuntimeLimits) -> Self {
         Shared {
             shutting_down: AtomicBool::new(false),
             drained: AtomicUsize::new(0),
             recovered: AtomicUsize::new(0),
             replayed: AtomicU64::new(0),
             board: txnlog::Board::new(shards),
-            metrics: crate::metrics::Registry::new(shards),
-            ws: crate::ws::Switchboard::new(shards),
-            auth: Arc::new(auth),
+            log_stats: (0..shards).map(|_| LogStats::default()).collect(),
+            heartbeat_ms: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            stalled: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            epoch: std::time::Instant::now(),
             limits,
             failed: (0..shards).map(|_| OnceLock::new()).collect(),
             durable_lsn: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             log_room: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             log_held: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// Milliseconds since `epoch`.
+    pub fn clock_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The shards the main thread found stalled, with how long each has been silent.
+    pub fn stalled_shards(&self) -> Vec<(usize, u64)> {
+        let now = self.clock_ms();
+        self.stalled
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.load(Ordering::Acquire))
+            .map(|(i, _)| {
+                let beat = self.heartbeat_ms[i].load(Ordering::Acquire);
+                (i, now.saturating_sub(beat))
+            })
+            .collect()
     }
 
     /// The shards whose log failed, with the cause.
@@ -98,6 +122,26 @@ impl Shared {
             .filter_map(|(i, f)| f.get().map(|c| (i, c.as_str())))
             .collect()
     }
+}
+
+/// Counters of one shard's log, written by that shard only (a relaxed store).
+#[derive(Default)]
+#[repr(align(128))] // its own cache lines: shards write these concurrently
+pub struct LogStats {
+    /// fdatasync calls that completed.
+    pub syncs: AtomicU64,
+    /// fdatasync calls that failed (each one fails the shard's log: see `log::durable`).
+    pub sync_failures: AtomicU64,
+    /// Roll-overs to a new segment, and those that found no spare ready and made the
+    /// segment on the event loop.
+    pub rolls: AtomicU64,
+    pub rolls_without_spare: AtomicU64,
+}
+
+/// A relaxed add by the single writer of `c`: no read-modify-write needed.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// How long a part stays in the snapshot replay window after it was appended, at
@@ -165,12 +209,12 @@ pub struct Shard {
     pub durability: Durability,
     /// A weak self-reference, to hand `Rc<Shard>` to spawned tasks.
     me: std::rc::Weak<Shard>,
-    /// WebSocket connections and subscriptions (see `ws`).
-    pub ws: crate::ws::Hub,
-    /// Histograms and the event-rate window of this shard (see `metrics`).
-    pub metrics: crate::metrics::Local,
-    /// This shard's copy of the namespace registry (see `auth`).
-    pub auth: crate::auth::Local,
+    /// The per-shard state of the features above this layer, by type (installed by
+    /// the server before the shard serves).
+    pub services: Services,
+    /// Called with the encoded records just applied, in log order, before their frame
+    /// is appended (the WebSocket fan-out and the event counters).
+    on_applied: fn(&Shard, &[u8]),
 }
 
 /// Stamps each record's `prev_lsn` from the store and applies it at LSN
@@ -230,17 +274,16 @@ impl Shard {
         config: Arc<Config>,
         shared: Arc<Shared>,
         mesh: Mesh,
-        store: Store,
+        services: Services,
+        on_applied: fn(&Shard, &[u8]),
     ) -> Rc<Self> {
-        let ws = crate::ws::Hub::new(count, &config);
-        let auth = crate::auth::Local::new(shared.auth.clone());
         let max_properties = config.max_properties_per_event;
         Rc::new_cyclic(|me| Shard {
             id,
             count,
             config,
             shared,
-            store: RefCell::new(store),
+            store: RefCell::new(Store::default()),
             mesh,
             decoder: RefCell::new(Decoder::with_max_properties(max_properties)),
             connections: Cell::new(0),
@@ -262,9 +305,8 @@ impl Shard {
                 d
             },
             me: me.clone(),
-            ws,
-            metrics: crate::metrics::Local::default(),
-            auth,
+            services,
+            on_applied,
         })
     }
 
@@ -372,7 +414,7 @@ impl Shard {
                 // LSNs no log holds: history reads of these records end there.
                 let base = UNLOGGED_LSN;
                 apply_records(&mut self.store.borrow_mut(), &mut batch.buf, base, |_| {});
-                self.fanout(&batch.buf);
+                (self.on_applied)(self, &batch.buf);
                 Applied {
                     end_lsn: 0,
                     logged: false,
@@ -441,9 +483,9 @@ impl Shard {
             return;
         }
         self.rolls_seen.set((rolls, without));
-        let c = self.shared.metrics.shard(self.id);
-        crate::metrics::ShardCounters::bump(&c.log_rolls, rolls - seen);
-        crate::metrics::ShardCounters::bump(&c.log_rolls_without_spare, without - seen_without);
+        let c = &self.shared.log_stats[self.id.index()];
+        bump(&c.rolls, rolls - seen);
+        bump(&c.rolls_without_spare, without - seen_without);
         keeper::wake(self);
     }
 
@@ -466,7 +508,7 @@ impl Shard {
         apply_records(&mut self.store.borrow_mut(), records, base, |id| {
             debug_assert_eq!(self.owner(id), self.id, "record routed to the wrong shard");
         });
-        self.fanout(records);
+        (self.on_applied)(self, records);
         let end = log.append_with(kind, len, |dst| {
             dst[..prefix.len()].copy_from_slice(prefix);
             dst[prefix.len()..prefix.len() + records.len()].copy_from_slice(records);
@@ -514,10 +556,10 @@ impl Shard {
 
     /// Counts syncs, publishes the durable LSN, and fails the shard on an error.
     fn after_sync(&self, before: u64, r: &std::io::Result<()>) {
-        let c = self.shared.metrics.shard(self.id);
+        let c = &self.shared.log_stats[self.id.index()];
         let done = self.durability.syncs.get().saturating_sub(before);
         if done > 0 {
-            crate::metrics::ShardCounters::bump(&c.log_syncs, done);
+            bump(&c.syncs, done);
             self.shared.durable_lsn[self.id.index()]
                 .fetch_max(self.durability.synced_lsn(), Ordering::Release);
         }
@@ -528,7 +570,7 @@ impl Shard {
                 .as_ref()
                 .is_some_and(|l| l.failed().is_some());
         if let (Err(e), true) = (r, failed_now) {
-            crate::metrics::ShardCounters::bump(&c.log_sync_failures, 1);
+            bump(&c.sync_failures, 1);
             self.fail(&e.to_string());
         }
     }
@@ -557,33 +599,6 @@ impl Shard {
             }
             None => Ok(false),
         }
-    }
-
-    /// Renders the next page of the history of `q.entity` (owned by `owner`) into
-    /// `page`; false if the entity does not exist.
-    pub async fn history(
-        &self,
-        owner: ShardId,
-        q: HistoryQuery,
-        page: &mut HistoryPage,
-    ) -> Result<bool, Unavailable> {
-        if owner == self.id {
-            return Ok(self.history_local(&q, page));
-        }
-        match self.mesh.history(owner, q).await? {
-            Some(p) => {
-                // The page moved through the channel, not copied.
-                *page = p;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    fn history_local(&self, q: &HistoryQuery, page: &mut HistoryPage) -> bool {
-        let log = self.log.borrow();
-        let log = log.as_ref().expect("reads arrive only after recovery");
-        history::render(&self.store.borrow(), log, q, page)
     }
 
     /// One listing page from shard `from`.
@@ -675,11 +690,6 @@ impl Shard {
                 });
                 let _ = reply.send(json);
             }
-            Request::History { query, reply } => {
-                let mut page = HistoryPage::default();
-                let found = self.history_local(&query, &mut page);
-                let _ = reply.send(found.then_some(page));
-            }
             Request::Page { query, reply } => {
                 let mut page = Page::default();
                 self.store.borrow().page(&query, &mut page);
@@ -692,11 +702,7 @@ impl Shard {
                 })
                 .detach();
             }
-            Request::Ws(msg) => crate::ws::handle(self, msg),
-            Request::Delete(msg) => crate::api::delete::handle(&self.me(), msg),
-            Request::Metrics { reply } => {
-                let _ = reply.send(crate::metrics::snapshot(self));
-            }
+            Request::Run(task) => task(&self.me()),
         }
     }
 }
@@ -713,5 +719,34 @@ pub fn describe(e: &ApplyError) -> String {
         | ApplyError::Failed(m)
         | ApplyError::NotDurable(m)
         | ApplyError::Incomplete(m) => m.clone(),
+    }
+}
+
+/// This shard's heartbeat: publishes the time every `limits::HEARTBEAT_MS` for the
+/// main thread's watch (`server`), which reports a shard whose executor stopped
+/// running tasks. Runs in the default task queue, so it beats only when the shard
+/// really schedules work.
+pub async fn heartbeat(shard: Rc<Shard>) {
+    let i = shard.id.index();
+    let stall_marker = crate::failpoint::on("shard-stall").then(|| {
+        shard
+            .config
+            .data_dir
+            .join(format!("shard-{i}"))
+            .join(".stall")
+    });
+    while !shard.shutting_down() {
+        // 0 means "not beating yet" to the watch.
+        shard.shared.heartbeat_ms[i].store(shard.shared.clock_ms().max(1), Ordering::Release);
+        if let Some(marker) = &stall_marker {
+            // Test hook: block this executor's thread, as a runaway task would.
+            while marker.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(
+            crate::limits::HEARTBEAT_MS,
+        ))
+        .await;
     }
 }

@@ -105,8 +105,8 @@ impl Shard {
     /// The hook after records are applied (see the module doc). `records` are encoded
     /// records (`event.rs`), stamped with their ingest time.
     pub fn fanout(&self, records: &[u8]) {
-        let counters = self.shared.metrics.shard(self.id);
-        let hub = &self.ws;
+        let counters = crate::metrics::registry(self).shard(self.id);
+        let hub = crate::ws::hub(self);
         let interests = hub.interests.borrow();
         let watched = !interests.is_empty();
         let mut sc = hub.scratch.borrow_mut();
@@ -163,7 +163,7 @@ impl Shard {
     /// the records of many applied batches travel together: a home shard then copies
     /// them to each connection at once instead of once per batch.
     pub(super) fn flush_fanout(&self) {
-        let hub = &self.ws;
+        let hub = crate::ws::hub(self);
         let mut sc = hub.scratch.borrow_mut();
         let sc = &mut *sc;
         if sc.records.is_empty() {
@@ -254,13 +254,18 @@ impl Hub {
     /// Queues an inbound item for home shard `to` if its inbox has room; otherwise
     /// drops it and queues a gap marker (once per run of drops).
     fn send(&self, shard: &Shard, to: ShardId, item: Inbound, bytes: u64) {
-        let inbox = shard.shared.metrics.shard(to);
+        let inbox = crate::metrics::registry(shard).shard(to);
         let full = inbox.ws_inbox_bytes.load(Relaxed) + bytes > WS_INBOX_BYTES_MAX
             || inbox.ws_inbox_items.load(Relaxed) >= WS_INBOX_ITEMS_MAX
             || (self.inboxes_full && to != shard.id);
         let mut gap_open = self.gap_open.borrow_mut();
         let item = if full {
-            ShardCounters::bump(&shard.shared.metrics.shard(shard.id).ws_delivery_gaps, 1);
+            ShardCounters::bump(
+                &crate::metrics::registry(shard)
+                    .shard(shard.id)
+                    .ws_delivery_gaps,
+                1,
+            );
             if gap_open[to.index()] {
                 return;
             }
@@ -279,7 +284,7 @@ impl Hub {
             if let Some(w) = self.inbox_waker.borrow_mut().take() {
                 w.wake();
             }
-        } else if let Some(tx) = shard.shared.ws.sender(to) {
+        } else if let Some(tx) = crate::ws::hub(shard).switchboard.sender(to) {
             // Fails only when the home shard has stopped.
             let _ = tx.unbounded_send(item);
         }
@@ -294,11 +299,15 @@ impl Hub {
                 bytes,
             } => {
                 self.deliver(shard, &rendered, records.as_deref());
-                let c = shard.shared.metrics.shard(shard.id);
+                let c = crate::metrics::registry(shard).shard(shard.id);
                 c.ws_inbox_bytes.fetch_sub(bytes, Relaxed);
                 c.ws_inbox_items.fetch_sub(1, Relaxed);
                 let us = rendered.applied.elapsed().as_micros() as u64;
-                shard.metrics.hist.borrow_mut().fanout_us.record(us);
+                crate::metrics::local(shard)
+                    .hist
+                    .borrow_mut()
+                    .fanout_us
+                    .record(us);
             }
             Inbound::Gap { from } => self.gap(shard, from),
         }
@@ -356,7 +365,10 @@ impl Hub {
         if let Some(span) = current {
             flush(run, span);
         }
-        ShardCounters::bump(&shard.shared.metrics.shard(shard.id).ws_updates, sent);
+        ShardCounters::bump(
+            &crate::metrics::registry(shard).shard(shard.id).ws_updates,
+            sent,
+        );
     }
 
     /// Deliveries from `from` were lost: close the connections that may have wanted

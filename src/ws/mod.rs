@@ -59,7 +59,6 @@ use hashbrown::HashMap;
 
 use crate::auth::registry::Namespace;
 use crate::metrics::ShardCounters;
-use crate::shard::mesh::Request;
 use crate::shard::{Shard, ShardId};
 use fanout::{FanoutScratch, Inbound};
 use outbox::{CloseReason, Outbox};
@@ -88,23 +87,6 @@ const HOUSEKEEPING_MS: u64 = 50;
 /// in proportion to the work each event causes (tuning.md, "The subscriber matrix").
 pub const WS_TASK_QUEUE_SHARES: usize = 250;
 
-/// A cross-shard WebSocket message (the `Request::Ws` variant of the mesh).
-pub enum WsMsg {
-    /// Shard `from` has gained (`true`) or lost (`false`) its last subscriber of each
-    /// pattern, in this order; answered once recorded.
-    Interests {
-        from: ShardId,
-        changes: Vec<(Pattern, bool)>,
-        reply: oneshot::Sender<()>,
-    },
-    /// Close this shard's connections confined to this namespace (it is being
-    /// deleted); answered once they are closing.
-    Revoke {
-        ns: std::sync::Arc<Namespace>,
-        reply: oneshot::Sender<()>,
-    },
-}
-
 /// Interest changes waiting for the sync task, and the subscribes waiting for them.
 #[derive(Default)]
 struct SyncQueue {
@@ -130,8 +112,16 @@ impl Switchboard {
     }
 }
 
-/// One shard's WebSocket state. Lives in its `Shard`; never crosses threads.
+/// This shard's WebSocket state (installed in its `shard::Services`).
+#[inline]
+pub fn hub(shard: &Shard) -> &Hub {
+    shard.services.get()
+}
+
+/// One shard's WebSocket state. Lives in its `Shard`'s services; never crosses threads.
 pub struct Hub {
+    /// Every shard's delivery inbox (process-wide, shared by every hub).
+    pub switchboard: std::sync::Arc<Switchboard>,
     /// This shard's connections.
     conns: RefCell<HashMap<ConnId, Rc<Outbox>>>,
     next_conn: Cell<ConnId>,
@@ -159,8 +149,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(shards: usize, config: &crate::config::Config) -> Self {
+    pub fn new(
+        shards: usize,
+        config: &crate::config::Config,
+        switchboard: std::sync::Arc<Switchboard>,
+    ) -> Self {
         Hub {
+            switchboard,
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(1),
             local: RefCell::new(LocalSubs::default()),
@@ -179,7 +174,7 @@ impl Hub {
     }
 
     fn counters<'a>(&self, shard: &'a Shard) -> &'a ShardCounters {
-        shard.shared.metrics.shard(shard.id)
+        crate::metrics::registry(shard).shard(shard.id)
     }
 
     /// Closes this shard's connections confined to `ns`. Closing drops their queues
@@ -375,32 +370,11 @@ pub async fn revoke_everywhere(shard: &Shard, ns: &std::sync::Arc<Namespace>) {
     for i in 0..shard.count {
         let to = ShardId(i as u16);
         if to == shard.id {
-            shard.ws.revoke(ns);
+            crate::ws::hub(shard).revoke(ns);
         } else {
             let ns = ns.clone();
             // A shard that is gone (shutting down) closes its connections anyway.
-            let _ = shard
-                .mesh
-                .call(to, |reply| Request::Ws(WsMsg::Revoke { ns, reply }))
-                .await;
-        }
-    }
-}
-
-/// Serves `Request::Ws` from another shard.
-pub fn handle(shard: &Shard, msg: WsMsg) {
-    match msg {
-        WsMsg::Revoke { ns, reply } => {
-            shard.ws.revoke(&ns);
-            let _ = reply.send(());
-        }
-        WsMsg::Interests {
-            from,
-            changes,
-            reply,
-        } => {
-            shard.ws.apply_interests(shard, from, &changes);
-            let _ = reply.send(());
+            let _ = shard.mesh.ask(to, move |s| hub(s).revoke(&ns)).await;
         }
     }
 }
@@ -408,7 +382,10 @@ pub fn handle(shard: &Shard, msg: WsMsg) {
 /// Starts this shard's WebSocket tasks. Called once per shard before it serves.
 pub fn start(shard: &Rc<Shard>) {
     let (tx, rx) = mpsc::unbounded();
-    if shard.shared.ws.inboxes[shard.id.index()].set(tx).is_err() {
+    if crate::ws::hub(shard).switchboard.inboxes[shard.id.index()]
+        .set(tx)
+        .is_err()
+    {
         panic!("ws::start called twice for shard {}", shard.id.0);
     }
     let queue = glommio::executor().create_task_queue(
@@ -416,9 +393,13 @@ pub fn start(shard: &Rc<Shard>) {
         glommio::Latency::NotImportant,
         "websocket",
     );
-    shard.ws.task_queue.set(Some(queue));
-    shard.ws.spawn(delivery_task(shard.clone(), rx)).detach();
-    shard.ws.spawn(metrics_task(shard.clone())).detach();
+    crate::ws::hub(shard).task_queue.set(Some(queue));
+    crate::ws::hub(shard)
+        .spawn(delivery_task(shard.clone(), rx))
+        .detach();
+    crate::ws::hub(shard)
+        .spawn(metrics_task(shard.clone()))
+        .detach();
     // Subscription bookkeeping and pings are small and must not wait behind deliveries.
     glommio::spawn_local(sync_task(shard.clone())).detach();
     // In ingestion's queue: it runs after the ingestion tasks already runnable, so
@@ -432,15 +413,15 @@ async fn delivery_task(shard: Rc<Shard>, mut rx: mpsc::UnboundedReceiver<Inbound
     use futures_lite::Stream;
     loop {
         let item = poll_fn(|cx| {
-            if let Some(d) = shard.ws.local_inbox.borrow_mut().pop_front() {
+            if let Some(d) = crate::ws::hub(&shard).local_inbox.borrow_mut().pop_front() {
                 return Poll::Ready(Some(d));
             }
-            *shard.ws.inbox_waker.borrow_mut() = Some(cx.waker().clone());
+            *crate::ws::hub(&shard).inbox_waker.borrow_mut() = Some(cx.waker().clone());
             std::pin::Pin::new(&mut rx).poll_next(cx)
         })
         .await;
         match item {
-            Some(inbound) => shard.ws.receive(&shard, inbound),
+            Some(inbound) => crate::ws::hub(&shard).receive(&shard, inbound),
             None => return,
         }
         glommio::yield_if_needed().await;
@@ -452,10 +433,10 @@ async fn delivery_task(shard: Rc<Shard>, mut rx: mpsc::UnboundedReceiver<Inbound
 async fn flush_task(shard: Rc<Shard>) {
     loop {
         poll_fn(|cx| {
-            if shard.ws.scratch.borrow().has_pending() {
+            if crate::ws::hub(&shard).scratch.borrow().has_pending() {
                 return Poll::Ready(());
             }
-            *shard.ws.flush_waker.borrow_mut() = Some(cx.waker().clone());
+            *crate::ws::hub(&shard).flush_waker.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         })
         .await;
@@ -468,9 +449,9 @@ async fn flush_task(shard: Rc<Shard>) {
 async fn sync_task(shard: Rc<Shard>) {
     loop {
         let (changes, waiters) = poll_fn(|cx| {
-            let mut q = shard.ws.sync.borrow_mut();
+            let mut q = crate::ws::hub(&shard).sync.borrow_mut();
             if q.changes.is_empty() && q.waiters.is_empty() {
-                *shard.ws.sync_waker.borrow_mut() = Some(cx.waker().clone());
+                *crate::ws::hub(&shard).sync_waker.borrow_mut() = Some(cx.waker().clone());
                 return Poll::Pending;
             }
             Poll::Ready((
@@ -497,7 +478,7 @@ async fn sync_task(shard: Rc<Shard>) {
                 continue;
             }
             if to == shard.id {
-                shard.ws.apply_interests(&shard, to, &list);
+                crate::ws::hub(&shard).apply_interests(&shard, to, &list);
                 continue;
             }
             let s = shard.clone();
@@ -506,12 +487,8 @@ async fn sync_task(shard: Rc<Shard>) {
                 // Unavailable only while shutting down, when nothing is delivered.
                 let _ = s
                     .mesh
-                    .call(to, |reply| {
-                        Request::Ws(WsMsg::Interests {
-                            from,
-                            changes: list,
-                            reply,
-                        })
+                    .ask(to, move |owner| {
+                        hub(owner).apply_interests(owner, from, &list)
                     })
                     .await;
             }));
@@ -533,14 +510,14 @@ async fn metrics_task(shard: Rc<Shard>) {
         glommio::timer::sleep(next.saturating_duration_since(Instant::now())).await;
         // After a stall, skip the missed ticks instead of sending a burst.
         next = (next + every).max(Instant::now());
-        if shard.ws.connections() == 0 {
+        if crate::ws::hub(&shard).connections() == 0 {
             continue;
         }
         let now = crate::time::now_ms();
         let (totals, rate) = crate::metrics::current(&shard);
         let mut out = Vec::with_capacity(256);
         crate::metrics::write_update(&mut out, &totals, rate, now);
-        shard.ws.broadcast(&shard, &out);
+        crate::ws::hub(&shard).broadcast(&shard, &out);
     }
 }
 
@@ -551,8 +528,14 @@ async fn housekeeping_task(shard: Rc<Shard>) {
     let mut next_ping = Instant::now() + ping_every;
     loop {
         glommio::timer::sleep(Duration::from_millis(HOUSEKEEPING_MS)).await;
-        let snapshot =
-            || -> Vec<Rc<Outbox>> { shard.ws.conns.borrow().values().cloned().collect() };
+        let snapshot = || -> Vec<Rc<Outbox>> {
+            crate::ws::hub(&shard)
+                .conns
+                .borrow()
+                .values()
+                .cloned()
+                .collect()
+        };
         if shard.shutting_down() {
             for o in snapshot() {
                 o.close(CloseReason::ShuttingDown);

@@ -108,7 +108,7 @@ struct Registration {
 
 impl Registration {
     fn new(shard: &Rc<Shard>) -> Self {
-        let outbox = shard.ws.open(shard);
+        let outbox = crate::ws::hub(shard).open(shard);
         // Shutdown waits (within its grace period) for sessions to finish closing.
         shard.in_flight.set(shard.in_flight.get() + 1);
         Registration {
@@ -120,7 +120,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.shard.ws.close(&self.shard, &self.outbox);
+        crate::ws::hub(&self.shard).close(&self.shard, &self.outbox);
         self.shard.in_flight.set(self.shard.in_flight.get() - 1);
     }
 }
@@ -152,7 +152,7 @@ impl AsyncWrite for Io {
     ) -> Poll<io::Result<usize>> {
         if self.out.control(buf).is_err() {
             // Pongs piling up for a client that sends pings and reads nothing.
-            self.shard.ws.close_slow(&self.shard, &self.out);
+            crate::ws::hub(&self.shard).close_slow(&self.shard, &self.out);
         }
         Poll::Ready(Ok(buf.len()))
     }
@@ -227,7 +227,9 @@ async fn within<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
 /// sees its namespace only).
 pub async fn run(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: ReadScope) {
     let s = shard.clone();
-    shard.ws.spawn(session(s, stream, early, scope)).await;
+    crate::ws::hub(&shard)
+        .spawn(session(s, stream, early, scope))
+        .await;
 }
 
 async fn session(shard: Rc<Shard>, stream: TcpStream, early: Vec<u8>, scope: ReadScope) {
@@ -314,7 +316,7 @@ async fn read_loop(shard: &Shard, o: &Outbox, rx: &mut WebSocketReceiver<Io>, sc
                     command(shard, o, text.as_bytes(), &mut scratch, scope).await;
                 }
             }
-            Ok(Message::Binary(_)) => shard.ws.reply(
+            Ok(Message::Binary(_)) => crate::ws::hub(shard).reply(
                 shard,
                 o,
                 protocol::error_message("binary messages are not supported: send JSON text"),
@@ -344,7 +346,7 @@ async fn read_loop(shard: &Shard, o: &Outbox, rx: &mut WebSocketReceiver<Io>, sc
 async fn command(shard: &Shard, o: &Outbox, text: &[u8], scratch: &mut Vec<u8>, scope: &ReadScope) {
     let (cmd, id) = match protocol::parse_command(text, scratch) {
         Ok(c) => c,
-        Err(msg) => return shard.ws.reply(shard, o, protocol::error_message(&msg)),
+        Err(msg) => return crate::ws::hub(shard).reply(shard, o, protocol::error_message(&msg)),
     };
     let mut pattern = Pattern::parse(&id);
     if let Some(prefix) = scope.prefix() {
@@ -352,23 +354,23 @@ async fn command(shard: &Shard, o: &Outbox, text: &[u8], scratch: &mut Vec<u8>, 
             (Some(p), _) => pattern = p,
             // Nothing outside the namespace was ever subscribed.
             (None, Command::Unsubscribe) => {
-                return shard.ws.reply(shard, o, protocol::ack_message(cmd, &id))
+                return crate::ws::hub(shard).reply(shard, o, protocol::ack_message(cmd, &id))
             }
             (None, Command::Subscribe) => {
                 let msg = "this token may subscribe only to its own namespace's entities";
-                return shard.ws.reply(shard, o, protocol::error_message(msg));
+                return crate::ws::hub(shard).reply(shard, o, protocol::error_message(msg));
             }
         }
     }
     match cmd {
         Command::Subscribe => {
-            if let Err(msg) = shard.ws.subscribe(shard, o, pattern).await {
-                return shard.ws.reply(shard, o, protocol::error_message(&msg));
+            if let Err(msg) = crate::ws::hub(shard).subscribe(shard, o, pattern).await {
+                return crate::ws::hub(shard).reply(shard, o, protocol::error_message(&msg));
             }
         }
-        Command::Unsubscribe => shard.ws.unsubscribe(shard, o, &pattern),
+        Command::Unsubscribe => crate::ws::hub(shard).unsubscribe(shard, o, &pattern),
     }
-    shard.ws.reply(shard, o, protocol::ack_message(cmd, &id));
+    crate::ws::hub(shard).reply(shard, o, protocol::ack_message(cmd, &id));
 }
 
 /// How the writer ended.
@@ -397,7 +399,7 @@ async fn write_loop(
             Next::Write(msgs) => {
                 if msgs > 0 {
                     // Each message taken saw `msgs` queued.
-                    let hist = &mut shard.metrics.hist.borrow_mut().queue_depth;
+                    let hist = &mut crate::metrics::local(shard).hist.borrow_mut().queue_depth;
                     let m = msgs as u64;
                     hist.h.saturating_record_n(m, m);
                     hist.sum = hist.sum.saturating_add(m * m);
@@ -422,7 +424,7 @@ async fn write_loop(
                 o.writer_holds(chunk.capacity() + rest.capacity());
             }
             Next::Close(why) => {
-                shard.ws.release(shard, o);
+                crate::ws::hub(shard).release(shard, o);
                 let frame = CloseFrame {
                     code: why.code(),
                     reason: why.text().into(),

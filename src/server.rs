@@ -1,5 +1,6 @@
-//! Starts one pinned glommio executor per shard, joins them into a channel mesh, and
-//! waits for SIGINT/SIGTERM.
+//! The top of the layers: starts one pinned glommio executor per shard, joins them
+//! into a channel mesh, installs every feature's per-shard state and tasks on each
+//! shard (`shard::Services`, the fan-out hook), and waits for SIGINT/SIGTERM.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -10,12 +11,12 @@ use std::time::{Duration, Instant};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::mesh::{self, Mesh, Request};
-use super::{recovery, snapshotter, Shard, ShardId, Shared};
+use crate::auth::Auth;
 use crate::config::{Config, SyncMode};
 use crate::limits::MESH_CHANNEL_CAPACITY;
 use crate::net::listener;
-use crate::state::Store;
+use crate::shard::mesh::{self, Mesh, Request};
+use crate::shard::{keeper, recovery, snapshotter, txn, Services, Shard, ShardId, Shared};
 
 /// Shards must have joined the mesh and bound their sockets within this (recovery
 /// happens after and is reported by `/health`).
@@ -126,11 +127,42 @@ fn pending_signal(set: &libc::sigset_t) -> Option<i32> {
     (sig > 0).then_some(sig)
 }
 
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: `set` is a valid, initialised signal set; sigwait writes `sig`.
-    unsafe { libc::sigwait(set, &mut sig) };
-    sig
+fn wait_for_signal_within(set: &libc::sigset_t, within: Duration) -> Option<i32> {
+    let timeout = libc::timespec {
+        tv_sec: within.as_secs() as libc::time_t,
+        tv_nsec: within.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` is initialised; a null siginfo pointer is allowed.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
+    (sig > 0).then_some(sig)
+}
+
+const HEARTBEAT_CHECK: Duration = Duration::from_millis(crate::limits::HEARTBEAT_CHECK_MS);
+
+/// The main thread's watch over the shards' heartbeats (`shard::heartbeat`): marks a
+/// shard silent for more than `SHARD_STALL_MS` as stalled (`/health` 503, metrics)
+/// and logs it, and logs when it runs again.
+fn watch_heartbeats(shared: &Shared) {
+    let now = shared.clock_ms();
+    for (i, beat) in shared.heartbeat_ms.iter().enumerate() {
+        let beat = beat.load(Ordering::Acquire);
+        if beat == 0 {
+            continue; // not beating yet (recovering)
+        }
+        let silent = now.saturating_sub(beat);
+        let stalled = silent > crate::limits::SHARD_STALL_MS;
+        if shared.stalled[i].swap(stalled, Ordering::AcqRel) != stalled {
+            if stalled {
+                eprintln!(
+                    "flux: shard {i} has not run a task for {silent} ms: its executor is stalled \
+                     (a blocked thread, a task that never yields or a lost wake-up); /health \
+                     reports it until it runs again"
+                );
+            } else {
+                eprintln!("flux: shard {i} runs again");
+            }
+        }
+    }
 }
 
 /// The data directory remembers the shard count it was written with: the partition →
@@ -201,9 +233,11 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     check_address_free(cfg.listen_addr())?;
     check_data_layout(&cfg.data_dir, count)?;
     let sigset = block_signals();
-    let auth = crate::auth::Auth::open(&cfg).map_err(StartError)?;
+    let auth = Arc::new(Auth::open(&cfg).map_err(StartError)?);
     let limits = crate::runtime::RuntimeLimits::new(&cfg);
-    let shared = Arc::new(Shared::new(count, auth, limits));
+    let shared = Arc::new(Shared::new(count, limits));
+    let registry = Arc::new(crate::metrics::Registry::new(count));
+    let switchboard = Arc::new(crate::ws::Switchboard::new(count));
     let mesh_builder = MeshBuilder::<Request, _>::full(count, MESH_CHANNEL_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardId, String>>();
 
@@ -214,6 +248,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         let joined_count = joined_count.clone();
         let cfg2 = cfg.clone();
         let shared2 = shared.clone();
+        let (auth2, registry2, switchboard2) =
+            (auth.clone(), registry.clone(), switchboard.clone());
         let mesh_builder = mesh_builder.clone();
         let ready = ready_tx.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cfg.cpu_for(i)))
@@ -256,13 +292,18 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     }
                 };
                 let id = ShardId(senders.peer_id() as u16);
+                let services = Services::default()
+                    .with(crate::auth::Local::new(auth2))
+                    .with(crate::metrics::Local::new(registry2))
+                    .with(crate::ws::Hub::new(count, &cfg2, switchboard2));
                 let shard = Shard::new(
                     id,
                     count,
                     cfg2,
                     shared2,
                     Mesh::new(senders),
-                    Store::default(),
+                    services,
+                    Shard::fanout,
                 );
                 for (_peer, rx) in mesh::streams(&mut receivers) {
                     let shard = shard.clone();
@@ -289,14 +330,15 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                             glommio::timer::sleep(Duration::from_millis(ms)).await;
                             // A failure fails the shard (`Shard::after_sync` says so).
                             if s.sync_now().await.is_ok() {
-                                super::txn::flush_done(&s);
+                                txn::flush_done(&s);
                             }
                         }
                     })
                     .detach();
                 }
                 glommio::spawn_local(snapshotter::run(shard.clone())).detach();
-                glommio::spawn_local(super::keeper::run(shard.clone())).detach();
+                glommio::spawn_local(keeper::run(shard.clone())).detach();
+                glommio::spawn_local(crate::shard::heartbeat(shard.clone())).detach();
                 serving.await;
                 // Clean shutdown: a snapshot (which first syncs the log), so that the
                 // next start replays nothing.
@@ -365,7 +407,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let auth = if cfg.auth_enabled {
         format!(
             "auth on ({} namespaces, reads {}, rate limit {})",
-            shared.auth.registry.snapshot().1.len(),
+            auth.registry.snapshot().1.len(),
             if cfg.public_reads {
                 "public"
             } else {
@@ -391,7 +433,12 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         cfg.data_dir.display()
     );
 
-    let sig = wait_for_signal(&sigset);
+    let sig = loop {
+        if let Some(sig) = wait_for_signal_within(&sigset, HEARTBEAT_CHECK) {
+            break sig;
+        }
+        watch_heartbeats(&shared);
+    };
     eprintln!("flux: signal {sig} received, shutting down");
     shared.shutting_down.store(true, Ordering::SeqCst);
     for h in handles {
