@@ -65,7 +65,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<Head>, HttpError> {
         if headers > HEADERS_MAX {
             return bad("too many headers");
         }
-        let Some(colon) = find_byte(line, b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             return bad("header line without a colon");
         };
         let name = &line[..colon];
@@ -104,56 +104,14 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<Head>, HttpError> {
 /// next one starts; `None` if it is not complete.
 fn next_line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = &buf[at..];
-    let n = find_byte(rest, b'\n')?;
+    let n = memchr::memchr(b'\n', rest)?;
     let line = &rest[..n];
     Some((line.strip_suffix(b"\r").unwrap_or(line), at + n + 1))
-}
-
-/// Index of the first `b` in `s`, eight bytes at a time (a head is a few
-/// hundred bytes: this is most of the parser's work).
-fn find_byte(s: &[u8], b: u8) -> Option<usize> {
-    const LOW: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let pattern = LOW * b as u64;
-    let mut chunks = s.chunks_exact(8);
-    for (k, chunk) in chunks.by_ref().enumerate() {
-        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ pattern;
-        // The lowest byte that was `b` is the lowest set bit: bytes above a
-        // match may also flag (borrow), bytes below it cannot.
-        let zero = w.wrapping_sub(LOW) & !w & HIGH;
-        if zero != 0 {
-            return Some(k * 8 + (zero.trailing_zeros() / 8) as usize);
-        }
-    }
-    let tail = chunks.remainder();
-    tail.iter()
-        .position(|&c| c == b)
-        .map(|i| s.len() - tail.len() + i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn find_byte_at_every_position() {
-        for len in 0..40 {
-            for at in 0..=len {
-                let mut s = vec![b'a'; len];
-                if at < len {
-                    s[at] = b'\n';
-                    // a second match after the first must not win
-                    if at + 1 < len {
-                        s[at + 1] = b'\n';
-                    }
-                }
-                let want = (at < len).then_some(at);
-                assert_eq!(find_byte(&s, b'\n'), want, "len {len} at {at}");
-            }
-        }
-        assert_eq!(find_byte(&[0x8a, b'\n'], b'\n'), Some(1));
-        assert_eq!(find_byte(&[0x0b; 9], b'\n'), None);
-    }
 
     #[test]
     fn head_parser_edge_cases() {

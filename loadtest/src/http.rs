@@ -248,7 +248,7 @@ impl Default for Decoder {
 /// A CRLF-terminated line at the start of `buf`: (line without CRLF, bytes
 /// including CRLF), or `None` if incomplete.
 fn line(buf: &[u8]) -> Result<Option<(&[u8], usize)>, HttpError> {
-    match buf.windows(2).position(|w| w == b"\r\n") {
+    match memchr::memmem::find(buf, b"\r\n") {
         Some(i) if i <= CHUNK_LINE_BYTES_MAX => Ok(Some((&buf[..i], i + 2))),
         Some(_) => Err(HttpError::BadChunk),
         None if buf.len() > CHUNK_LINE_BYTES_MAX => Err(HttpError::BadChunk),

@@ -15,20 +15,26 @@ pub fn check_rate(r: f64) -> Result<(), String> {
 /// `10s`, `500ms`, `250us`, `2m`, `1h`, `1.5s`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?} (examples: 10s, 500ms, 2m)"))?;
-    let secs = match unit {
-        "" | "s" => value,
-        "ms" => value / 1e3,
-        "us" | "µs" => value / 1e6,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("bad duration unit in {s:?} (use us, ms, s, m, h)")),
+    let bad = || format!("bad duration {s:?} (examples: 10s, 500ms, 2m, 1m30s, 1.5s)");
+    let secs = if let Ok(v) = s.parse::<f64>() {
+        // A bare number is seconds (humantime wants a unit).
+        v
+    } else {
+        match humantime::parse_duration(s) {
+            Ok(d) => d.as_secs_f64(),
+            // humantime takes whole numbers only: a fraction with one unit
+            // (`1.5s`, `0.5m`) is that fraction of one of the unit.
+            Err(_) => {
+                let split = s
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .ok_or_else(bad)?;
+                let (num, unit) = s.split_at(split);
+                let v: f64 = num.parse().map_err(|_| bad())?;
+                let unit =
+                    humantime::parse_duration(&format!("1{}", unit.trim())).map_err(|_| bad())?;
+                v * unit.as_secs_f64()
+            }
+        }
     };
     if !secs.is_finite() || !(0.0..=86_400.0 * 7.0).contains(&secs) {
         return Err(format!("duration {s:?} out of range"));
@@ -195,6 +201,16 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("0.5m").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250µs").unwrap(), Duration::from_micros(250));
+        assert_eq!(parse_duration("2min").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration(" 1m30s ").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("8days").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1.2.3s").is_err());
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -215,14 +215,14 @@ fn fast_state_update(text: &[u8]) -> Option<WsMsg> {
         return None;
     }
     let rest = text.strip_prefix(UPDATE_PREFIX)?;
-    let id_len = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    let id_len = memchr::memchr2(b'"', b'\\', rest)?;
     let rest = rest[id_len..].strip_prefix(PROPERTY_INFIX)?;
     let Some(rest) = rest
         .strip_prefix(SENT_US_PROPERTY.as_bytes())
         .and_then(|r| r.strip_prefix(b"\",\"value\":"))
     else {
         // Another property (or one that merely starts like ours): no time.
-        return match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+        return match memchr::memchr2(b'"', b'\\', rest) {
             Some(n) if rest[n] == b'"' => Some(WsMsg::StateUpdate { sent_us: None }),
             _ => None,
         };

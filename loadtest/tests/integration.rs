@@ -1,11 +1,12 @@
 //! Black-box tests: the `flux-loadtest` binary against a server on 127.0.0.1.
 //!
-//! - The real server: `FLUX_BIN` if set, else the newest of
-//!   `target/{debug,release}/flux` in this workspace (or under
-//!   `CARGO_TARGET_DIR`). The tests do not build it (`cargo test --workspace`
-//!   does, and building from inside a test would fight over the build lock);
-//!   when no binary exists they print why and pass, unless
-//!   `FLUX_REQUIRE_SERVER=1`, which turns the skip into a failure.
+//! - The real server, started by the tests themselves on a free 127.0.0.1
+//!   port with a fresh data dir and stopped by its own child handle: `FLUX_BIN`
+//!   if set, else the `flux` binary beside this package's own build
+//!   (`target/<profile>/flux`, which `cargo test --workspace` builds), else one
+//!   built here, once per test process, with `cargo build -p flux --bin flux`
+//!   into its own target directory (`target/loadtest-server`), so that it never
+//!   waits on the build lock of the `cargo test` that runs us. The tests never skip.
 //! - `tests/fake_flux.py`, an in-memory stand-in (python3), so the tool's
 //!   HTTP, open-loop, WebSocket and verification paths are tested on their
 //!   own.
@@ -18,6 +19,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const TOOL: &str = env!("CARGO_BIN_EXE_flux-loadtest");
@@ -65,21 +67,32 @@ fn fake(ws: bool) -> Server {
     }
 }
 
-/// The real server binary, if one was built.
-fn server_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FLUX_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut dirs = vec![workspace.join("target")];
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        dirs.insert(0, PathBuf::from(t));
-    }
-    dirs.iter()
-        .flat_map(|d| ["debug", "release"].map(|p| d.join(p).join("flux")))
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p)
+/// The real server binary (see the module doc): found or built once.
+fn server_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("FLUX_BIN") {
+            return PathBuf::from(p);
+        }
+        // TOOL is `<target>/<profile>/flux-loadtest`; the server's binary of the
+        // same build sits beside it.
+        let beside = Path::new(TOOL).with_file_name("flux");
+        if beside.is_file() {
+            return beside;
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = workspace.join("target/loadtest-server");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!("building the flux server into {}", target.display());
+        let status = Command::new(cargo)
+            .current_dir(&workspace)
+            .args(["build", "-p", "flux", "--bin", "flux", "--target-dir"])
+            .arg(&target)
+            .status()
+            .expect("cannot run cargo to build the flux server");
+        assert!(status.success(), "cargo build -p flux failed: {status}");
+        target.join("debug/flux")
+    })
 }
 
 fn free_port() -> u16 {
@@ -90,22 +103,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the real server on `data` (a fresh dir unless given), or `None`
-/// (with a message) when it is not built.
-fn real(data: Option<tempfile::TempDir>) -> Option<Server> {
-    let Some(bin) = server_binary() else {
-        if std::env::var("FLUX_REQUIRE_SERVER").as_deref() == Ok("1") {
-            panic!("FLUX_REQUIRE_SERVER=1 but no server binary (set FLUX_BIN or build `cargo build -p flux`)");
-        }
-        eprintln!(
-            "SKIPPED: no flux server binary (set FLUX_BIN or run `cargo build -p flux`); \
-             the same checks ran against tests/fake_flux.py"
-        );
-        return None;
-    };
+/// Starts the real server on `data` (a fresh dir unless given).
+fn real(data: Option<tempfile::TempDir>) -> Server {
+    let bin = server_binary();
     let data = data.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let port = free_port();
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .env("FLUX_LISTEN", format!("127.0.0.1:{port}"))
         .env("FLUX_DATA_DIR", data.path().join("data"))
         .env("FLUX_SHARDS", "2")
@@ -121,7 +124,7 @@ fn real(data: Option<tempfile::TempDir>) -> Option<Server> {
     let deadline = Instant::now() + SERVER_START_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok((200, _)) = http(&server.url, "GET", "/health", None) {
-            return Some(server);
+            return server;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -321,37 +324,28 @@ fn planted_mismatch(server: Server, restart: impl FnOnce(Server) -> Server) {
 
 #[test]
 fn real_server_closed_loop_json_and_verify() {
-    if let Some(s) = real(None) {
-        closed_loop_with_verify(&s.url);
-    }
+    closed_loop_with_verify(&real(None).url);
 }
 
 #[test]
 fn real_server_verify_from_reports_planted_mismatch() {
-    if let Some(server) = real(None) {
-        planted_mismatch(server, |s| s);
-    }
+    planted_mismatch(real(None), |s| s);
 }
 
 #[test]
 fn real_server_verify_from_after_restart_reports_planted_mismatch() {
-    let Some(server) = real(None) else {
-        return;
-    };
-    planted_mismatch(server, |mut s| {
+    planted_mismatch(real(None), |mut s| {
         // Kill -9 (Drop kills by our own child handle), then start again on the same
         // data: the log must bring back every acknowledged write.
         let data = s.data.take();
         drop(s);
-        real(data).expect("the binary was there a moment ago")
+        real(data)
     });
 }
 
 #[test]
 fn real_server_open_loop_mix() {
-    let Some(s) = real(None) else {
-        return;
-    };
+    let s = real(None);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let r = tool(
@@ -506,16 +500,14 @@ fn fake_subscribers_see_every_update() {
 /// WebSocket endpoint: every acknowledged event reaches every subscriber.
 #[test]
 fn real_server_subscribers_see_every_update() {
-    let Some(s) = real(None) else {
-        return;
-    };
+    let s = real(None);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let r = tool(
         &s.url,
         &[
             "--rate",
-            "2000",
+            "400",
             "-d",
             "2s",
             "-c",
@@ -527,7 +519,7 @@ fn real_server_subscribers_see_every_update() {
             "--props",
             "2",
             "--ws-grace",
-            "1s",
+            "3s",
             "--json",
             json.to_str().unwrap(),
         ],
@@ -535,7 +527,12 @@ fn real_server_subscribers_see_every_update() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ws = &read_json(&json)["subscribers"];
     let expected = ws["expected_timed_updates"].as_u64().unwrap();
-    assert!(expected >= 3 * 3_000, "{ws}");
+    // The check is that every acknowledged event reached every subscriber, not
+    // throughput: a debug server sharing two cores with the rest of the test run
+    // once carried ~540 ev/s of an offered 2000, dropped the rest (open loop) and
+    // failed a floor of 3 x 3000. The rate now stays under what it carries, so the
+    // updates are not queued for longer than the grace.
+    assert!(expected >= 3 * 100, "{ws}");
     assert_eq!(ws["timed_updates"], expected, "{ws}");
     assert_eq!(ws["missed"], 0);
     // one update per property: p0, p1 and _lt_sent_us
