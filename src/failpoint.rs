@@ -7,7 +7,7 @@
 //!
 //! | name | where | effect |
 //! |---|---|---|
-//! | `mesh-join-stall` | start-up | shard 0 never joins the mesh on the first attempt |
+//! | `mesh-join-stall` | start-up | shard 0 never joins the mesh (the start fails, naming the stall) |
 //! | `enospc-marker` | segment creation | fails with ENOSPC while `FLUX_DATA_DIR/.fail-enospc` (all shards) or `shard-N/.fail-enospc` exists |
 //! | `ws-inbox-full` | fan-out | every other shard's WebSocket inbox looks full |
 //! | `txn-abort:<step>` | cross-shard batch | the process aborts at `<step>` (see `shard::txn`) |
