@@ -1,4 +1,3 @@
-
 use super::super::chunked::ChunkedDecoder;
 use super::*;
 

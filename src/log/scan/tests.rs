@@ -1,4 +1,3 @@
-
 use super::super::naming::{remove_segments_below, segment_file_name};
 use super::super::segment::SegmentHeader;
 use super::*;
