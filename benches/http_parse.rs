@@ -6,16 +6,16 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flux::http::chunked::ChunkedDecoder;
 use flux::http::parse::parse_head;
 
-/// A single-event ingest request as a load generator sends it (5 headers, ~200 bytes).
-const POST_HEAD: &[u8] = b"POST /v1/events HTTP/1.1\r\n\
+/// A single-event ingest request (`POST /api/events`) as a load generator sends it (5 headers, ~200 bytes).
+const POST_HEAD: &[u8] = b"POST /api/events HTTP/1.1\r\n\
 Host: flux.internal:8080\r\n\
 User-Agent: flux-loadtest/0.1\r\n\
 Content-Type: application/json\r\n\
 Authorization: Bearer 4f1c2a9e7b3d4e5f8a6b\r\n\
 Content-Length: 183\r\n\r\n";
 
-/// A point read of one entity.
-const GET_HEAD: &[u8] = b"GET /v1/entities/temp-01 HTTP/1.1\r\n\
+/// A point read of one entity (`GET /api/state/entities/:id`).
+const GET_HEAD: &[u8] = b"GET /api/state/entities/temp-01 HTTP/1.1\r\n\
 Host: flux.internal:8080\r\n\
 Accept: application/json\r\n\r\n";
 
