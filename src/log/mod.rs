@@ -740,6 +740,40 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_seal_ends_the_log_in_the_previous_segment_on_every_scan() {
+        // Found by the log_scan fuzz target: a roll-over whose seal frame is torn and
+        // nothing after it. Recovery used to cut the torn seal and end the log inside
+        // the new segment, and the next recovery (which found that segment empty)
+        // ended it in the previous one: a snapshot taken in between would have
+        // pointed past the end of the log.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        prepare_spare(&mut log);
+        let written = append_n(&mut log, 34);
+        let in_seg0 = written.iter().filter(|l| **l < SEGMENT_BYTES).count();
+        assert!(in_seg0 < written.len(), "rolled");
+        drop(log);
+        let seg1 = seg_path(dir.path(), SEGMENT_BYTES);
+        let seal = frame_len(SEAL_PAYLOAD_BYTES) as u64;
+        let f = std::fs::OpenOptions::new().write(true).open(&seg1).unwrap();
+        // Only the seal reached the disk, and its checksum does not match.
+        f.write_all_at(&vec![0u8; (SEGMENT_BYTES - 64 - seal) as usize], 64 + seal)
+            .unwrap();
+        f.write_all_at(&[0xff; 4], 64 + 4).unwrap();
+        drop(f);
+        let (_, replayed, first) = open(dir.path());
+        assert_eq!(replayed, written[..in_seg0]);
+        let end = first.end_lsn;
+        assert!(end < SEGMENT_BYTES, "the log ends in segment 0, at {end}");
+        assert_eq!(first.torn_tail.as_ref().unwrap().lsn, end);
+        assert!(!seg1.exists(), "the torn segment is set aside");
+        let (_, replayed, second) = open(dir.path());
+        assert_eq!(replayed, written[..in_seg0]);
+        assert_eq!(second.end_lsn, end, "the same end on every scan");
+        assert!(second.torn_tail.is_none());
+    }
+
+    #[test]
     fn capacity_counts_the_spare_and_ensure_room_makes_one_or_says_why_not() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _, _) = open(dir.path());

@@ -16,6 +16,7 @@
 //! | bad frame, zeros after, earlier segment, next segment's seal expects more | torn tail: cut there, later segments set aside (`.lost`) | same | `log::tests::a_torn_frame_before_a_sealed_segment_*` |
 //! | `End`, zeros after, earlier segment, next segment's seal expects more (the tail was lost) | same: the log ends there | same | `log::tests::a_lost_tail_before_a_sealed_segment_*` |
 //! | bad frame, zeros after, earlier segment, next segment empty and last | torn tail: cut, the empty segment deleted | same | `log::tests::an_empty_segment_after_*` |
+//! | last segment's first frame (its seal) bad, zeros after | the log ends in the previous segment (its tail cut like a torn one), the segment set aside (`.lost`) | same | `log::tests::a_torn_seal_*` |
 //! | written bytes where the next segment's seal says frames ended, or frames past it | `Corrupt` | recorded, go on | `log::tests::garbage_where_the_seal_*` |
 //! | bad frame in an earlier segment (no seal after it)  | `Corrupt`                 | as above                   | `flipped_byte_in_an_earlier_segment_*` |
 //! | bad header: magic, version, crc, name, length    | `BadHeader`               | segment skipped, recorded  | `truncated_*`, `bad_magic_and_bad_header_crc` |
@@ -367,6 +368,9 @@ enum First {
     Seal(u64),
     /// Nothing written after the header.
     Empty,
+    /// A bad first frame with nothing written after it: a seal torn by a crash (the
+    /// roll-over's first write), judged like `Empty`.
+    Torn,
     /// Anything else: a segment written before seals existed, or damage.
     Other,
 }
@@ -381,6 +385,13 @@ fn first_frame(segment: &Segment) -> First {
             First::Seal(u64::from_le_bytes(payload.try_into().expect("8 bytes")))
         }
         FrameRead::End if last_nonzero(&bytes[at..]).is_none() => First::Empty,
+        FrameRead::Bad { .. } => {
+            let claimed = claimed_extent(&bytes[at..]).unwrap_or(FRAME_HEADER_BYTES);
+            match last_nonzero(&bytes[(at + claimed).min(bytes.len())..]) {
+                None => First::Torn,
+                Some(_) => First::Other,
+            }
+        }
         _ => First::Other,
     }
 }
@@ -420,12 +431,20 @@ impl Prev {
                 mode,
                 report,
             ),
-            // A roll-over's segment whose seal never reached the disk, and nothing
-            // after it: the log ends in the previous segment.
-            First::Empty if next_is_last => {
-                let reason = torn.unwrap_or("empty segment after it");
+            // A roll-over's segment whose seal never reached the disk (or was torn),
+            // and nothing after it: the log ends in the previous segment. Cutting
+            // the torn seal instead would end this scan inside the new segment and
+            // the next scan (which finds it empty) in the previous one: recovery
+            // must end the log at the same LSN however often it runs.
+            first @ (First::Empty | First::Torn) if next_is_last => {
+                let seal_torn = matches!(first, First::Torn);
+                let reason = torn.unwrap_or(if seal_torn {
+                    "the next segment's seal is torn"
+                } else {
+                    "empty segment after it"
+                });
                 cut_tail(prev, end, reason, report).map(|dropped_bytes| {
-                    if torn.is_none() {
+                    if torn.is_none() && !seal_torn {
                         report.torn_tail = None;
                     }
                     SealVerdict::EndsBefore { dropped_bytes }
