@@ -245,6 +245,9 @@ pub fn unavailable(out: &mut Vec<u8>) {
 /// a shard's log failed (it refuses writes until restart; reads go on) or while a
 /// shard's executor is stalled (its heartbeat is older than `SHARD_STALL_MS`).
 fn health(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
+    // This shard is running a task: it is not stalled, whatever the watch last saw
+    // (a long step of work ended just before this request ran).
+    shard.shared.beat(shard.id.index());
     let failed = shard.shared.failed_shards();
     let stalled = shard.shared.stalled_shards();
     if failed.is_empty() && stalled.is_empty() {

@@ -100,7 +100,9 @@ impl Shared {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The shards the main thread found stalled, with how long each has been silent.
+    /// The shards the main thread found stalled and still silent, with how long each
+    /// has been. A shard that beat again since the watch's last look is left out:
+    /// the flag lags its heartbeat by up to one watch period.
     pub fn stalled_shards(&self) -> Vec<(usize, u64)> {
         let now = self.clock_ms();
         self.stalled
@@ -111,7 +113,17 @@ impl Shared {
                 let beat = self.heartbeat_ms[i].load(Ordering::Acquire);
                 (i, now.saturating_sub(beat))
             })
+            .filter(|(_, silent)| *silent > crate::limits::SHARD_STALL_MS)
             .collect()
+    }
+
+    /// Records that shard `i` is running a task now (its heartbeat), once its
+    /// heartbeat has begun (0 means "not beating yet" to the watch).
+    pub fn beat(&self, i: usize) {
+        let beat = &self.heartbeat_ms[i];
+        if beat.load(Ordering::Relaxed) != 0 {
+            beat.store(self.clock_ms().max(1), Ordering::Release);
+        }
     }
 
     /// The shards whose log failed, with the cause.
