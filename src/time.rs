@@ -1,6 +1,10 @@
 //! Wall-clock time and its two text forms: RFC 3339 with milliseconds for
 //! `lastUpdated`/`timestamp` (`2026-02-14T12:00:00.000Z`) and the IMF-fixdate of the
-//! HTTP `Date` header. Both are written into caller buffers without allocating.
+//! HTTP `Date` header. Both are written into caller buffers without allocating, by
+//! hand: `benches/time.rs` measured the RFC 3339 writer at 57 ns against 266 ns for
+//! the `time` crate's formatter with the same format description (a 10,000-entity
+//! listing writes 10,000 of them). Parsing (`since=`, once per request) is the `time`
+//! crate's strict RFC 3339 parser.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,17 +29,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Days since the epoch of a civil date (inverse of `civil_from_days`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400) as u64;
-    let m = m as u64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as u64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe as i64 - 719_468
 }
 
 #[inline]
@@ -69,67 +62,15 @@ pub fn write_rfc3339_ms(out: &mut Vec<u8>, ms: u64) {
     out.push(b'Z');
 }
 
-/// Parses RFC 3339 (`2026-02-14T12:00:00Z`, fractional seconds and `+hh:mm` offsets
-/// allowed) into Unix milliseconds. Used for query parameters such as `since`.
+/// Parses an RFC 3339 date-time (`2026-02-14T12:00:00Z`; fractional seconds and
+/// `+hh:mm` offsets allowed, `t`/`z` in either case) into Unix milliseconds, fractions
+/// below a millisecond dropped. Used for query parameters such as `since`. The grammar
+/// and the calendar (no February 31, no hour 24) are the `time` crate's strict
+/// `Rfc3339`; instants before 1970 are `None`.
 pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = b.get(r)?;
-        if part.iter().all(u8::is_ascii_digit) {
-            std::str::from_utf8(part).ok()?.parse().ok()
-        } else {
-            None
-        }
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut milli = 0u64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 3 {
-                milli = milli * 10 + u64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        for _ in (i - start)..3 {
-            milli *= 10;
-        }
-    }
-    let offset_s: i64 = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let oh = i64::from(num(i + 1..i + 3)?);
-            let om = i64::from(num(i + 4..i + 6)?);
-            let o = oh * 3600 + om * 60;
-            if *sign == b'+' {
-                o
-            } else {
-                -o
-            }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(i64::from(y), mo, d);
-    let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec) - offset_s;
-    if secs < 0 {
-        return None;
-    }
-    Some(secs as u64 * 1000 + milli)
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
 const WEEKDAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
@@ -195,12 +136,37 @@ mod tests {
         assert_eq!(parse_rfc3339_ms("1970-01-01T01:00:01+01:00"), Some(1000));
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01.5Z"), Some(1500));
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01.123456Z"), Some(1123));
+        assert_eq!(parse_rfc3339_ms("1970-01-01t00:00:01z"), Some(1000));
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00.999Z"), Some(999));
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-14T12:00:00-05:30"),
+            Some(1_707_912_000_000 + 5 * 3_600_000 + 1_800_000)
+        );
         for bad in [
             "",
             "yesterday",
             "1970-01-01",
             "1970-13-01T00:00:00Z",
             "1970-01-01T00:00:00",
+            // Impossible dates and times the hand-written parser used to accept.
+            "2026-02-31T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-04-31T12:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T23:60:00Z",
+            // Not RFC 3339.
+            "2026-01-01T00:00Z",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01T00:00:00+0100",
+            "2026-01-01T00:00:00 Z",
+            "20260101T000000Z",
+            // Before the epoch.
+            "1969-12-31T23:59:59Z",
+            "1969-12-31T23:59:59.999Z",
         ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
         }

@@ -67,6 +67,10 @@ fn history_since_and_errors() {
     assert_eq!(s, 400, "entity is required");
     let (s, _) = history(&srv, &format!("entity={id}&since=yesterday"));
     assert_eq!(s, 400);
+    // Well formed but no such day: refused, not rolled over into March.
+    let (s, v) = history(&srv, &format!("entity={id}&since=2026-02-31T00:00:00Z"));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("since"), "{v}");
     let (s, _) = history(&srv, &format!("entity={id}&limit=0"));
     assert_eq!(s, 400);
     let (s, v) = history(&srv, "entity=never-written");
