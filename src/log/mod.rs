@@ -745,32 +745,42 @@ mod tests {
         // nothing after it. Recovery used to cut the torn seal and end the log inside
         // the new segment, and the next recovery (which found that segment empty)
         // ended it in the previous one: a snapshot taken in between would have
-        // pointed past the end of the log.
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open(dir.path());
-        prepare_spare(&mut log);
-        let written = append_n(&mut log, 34);
-        let in_seg0 = written.iter().filter(|l| **l < SEGMENT_BYTES).count();
-        assert!(in_seg0 < written.len(), "rolled");
-        drop(log);
-        let seg1 = seg_path(dir.path(), SEGMENT_BYTES);
-        let seal = frame_len(SEAL_PAYLOAD_BYTES) as u64;
-        let f = std::fs::OpenOptions::new().write(true).open(&seg1).unwrap();
-        // Only the seal reached the disk, and its checksum does not match.
-        f.write_all_at(&vec![0u8; (SEGMENT_BYTES - 64 - seal) as usize], 64 + seal)
-            .unwrap();
-        f.write_all_at(&[0xff; 4], 64 + 4).unwrap();
-        drop(f);
-        let (_, replayed, first) = open(dir.path());
-        assert_eq!(replayed, written[..in_seg0]);
-        let end = first.end_lsn;
-        assert!(end < SEGMENT_BYTES, "the log ends in segment 0, at {end}");
-        assert_eq!(first.torn_tail.as_ref().unwrap().lsn, end);
-        assert!(!seg1.exists(), "the torn segment is set aside");
-        let (_, replayed, second) = open(dir.path());
-        assert_eq!(replayed, written[..in_seg0]);
-        assert_eq!(second.end_lsn, end, "the same end on every scan");
-        assert!(second.torn_tail.is_none());
+        // pointed past the end of the log. Torn two ways: a checksum that does not
+        // match, and only the header's checksum and LSN on disk (its length and
+        // payload never made it: a zero length, written bytes within the header).
+        let payload_at = FRAME_HEADER_BYTES as u64;
+        for tears in [
+            vec![(4, vec![0xff; 4])],
+            vec![(0, vec![0; 4]), (payload_at, vec![0; 8])],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut log, _, _) = open(dir.path());
+            prepare_spare(&mut log);
+            let written = append_n(&mut log, 34);
+            let in_seg0 = written.iter().filter(|l| **l < SEGMENT_BYTES).count();
+            assert!(in_seg0 < written.len(), "rolled");
+            drop(log);
+            let seg1 = seg_path(dir.path(), SEGMENT_BYTES);
+            let seal = frame_len(SEAL_PAYLOAD_BYTES) as u64;
+            let f = std::fs::OpenOptions::new().write(true).open(&seg1).unwrap();
+            // Only the seal reached the disk, torn.
+            f.write_all_at(&vec![0u8; (SEGMENT_BYTES - 64 - seal) as usize], 64 + seal)
+                .unwrap();
+            for (at, bytes) in &tears {
+                f.write_all_at(bytes, 64 + at).unwrap();
+            }
+            drop(f);
+            let (_, replayed, first) = open(dir.path());
+            assert_eq!(replayed, written[..in_seg0]);
+            let end = first.end_lsn;
+            assert!(end < SEGMENT_BYTES, "the log ends in segment 0, at {end}");
+            assert_eq!(first.torn_tail.as_ref().unwrap().lsn, end);
+            assert!(!seg1.exists(), "the torn segment is set aside");
+            let (_, replayed, second) = open(dir.path());
+            assert_eq!(replayed, written[..in_seg0]);
+            assert_eq!(second.end_lsn, end, "the same end on every scan");
+            assert!(second.torn_tail.is_none());
+        }
     }
 
     #[test]

@@ -368,8 +368,9 @@ enum First {
     Seal(u64),
     /// Nothing written after the header.
     Empty,
-    /// A bad first frame with nothing written after it: a seal torn by a crash (the
-    /// roll-over's first write), judged like `Empty`.
+    /// A bad first frame (or a zero length with bytes after it) and nothing written
+    /// after it: a seal torn by a crash (the roll-over's first write), judged like
+    /// `Empty`.
     Torn,
     /// Anything else: a segment written before seals existed, or damage.
     Other,
@@ -385,14 +386,20 @@ fn first_frame(segment: &Segment) -> First {
             First::Seal(u64::from_le_bytes(payload.try_into().expect("8 bytes")))
         }
         FrameRead::End if last_nonzero(&bytes[at..]).is_none() => First::Empty,
-        FrameRead::Bad { .. } => {
-            let claimed = claimed_extent(&bytes[at..]).unwrap_or(FRAME_HEADER_BYTES);
+        // What `read_valid_frames` would stop at, with nothing written after it: in
+        // the last segment, `settle_bad_frame` would cut it and leave the segment
+        // empty, so it is judged as `Empty` would be on the next scan.
+        stop @ (FrameRead::End | FrameRead::Bad { .. }) => {
+            let claimed = match stop {
+                FrameRead::Bad { .. } => claimed_extent(&bytes[at..]).unwrap_or(FRAME_HEADER_BYTES),
+                _ => FRAME_HEADER_BYTES,
+            };
             match last_nonzero(&bytes[(at + claimed).min(bytes.len())..]) {
                 None => First::Torn,
                 Some(_) => First::Other,
             }
         }
-        _ => First::Other,
+        FrameRead::Frame { .. } => First::Other,
     }
 }
 
