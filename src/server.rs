@@ -30,7 +30,8 @@ const MESH_JOIN_STALL: Duration = Duration::from_secs(3);
 /// io_uring and never resumes its join (seen about once in 700 starts of 2-shard
 /// servers under heavy CPU contention, even with the join heartbeat; the shard
 /// thread uses no CPU and its timers do not fire). The root cause in glommio 0.9 is
-/// not found yet (ARCHITECTURE.md, "Start-up stall", says what is known). Nothing has
+/// fixed in vendor/glommio (an executor preempted before running a task parked with it
+/// queued; ARCHITECTURE.md, "Start-up stall"); this check stays as a safety net. Nothing has
 /// been opened for serving yet (no socket bound, no log replayed: recovery follows
 /// the join), so the start fails loudly, naming the stall, and a supervisor
 /// (systemd `Restart=on-failure`) or the operator starts it again; the process used
