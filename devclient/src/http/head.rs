@@ -160,14 +160,15 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, HttpError> {
         chunked: false,
         // HTTP/1.0 closes unless it says keep-alive.
         close: line[7] == b'0',
-        bare_lf: buf[line.len()] == b'\n',
+        // The line end took one byte, not two.
+        bare_lf: at == line.len() + 1,
     };
     let mut headers = 0;
     loop {
         let Some((line, next)) = next_line(buf, at) else {
             return incomplete(buf);
         };
-        head.bare_lf |= buf[at + line.len()] == b'\n';
+        head.bare_lf |= next == at + line.len() + 1;
         at = next;
         if line.is_empty() {
             head.raw = &buf[..at];
