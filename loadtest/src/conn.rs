@@ -10,12 +10,13 @@
 
 use crate::config::{Config, Op};
 use crate::deadline::{Deadline, Watchdog};
-use crate::http::{Decoder, ReadBuf};
+use crate::http::ReadBuf;
 use crate::ledger::{Ledger, Outcome, Recorder};
 use crate::rt::{self, TcpStream};
 use crate::schedule::{due, Due, Nanos, Pacer, Schedule};
 use crate::stats::{Failure, Stats};
 use crate::workload::{Generator, Workload, WriteRef};
+use flux_devclient::http::Decoder;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;

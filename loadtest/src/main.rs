@@ -26,7 +26,6 @@
 mod config;
 mod conn;
 mod deadline;
-mod head;
 mod http;
 mod ledger;
 mod parse;

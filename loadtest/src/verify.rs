@@ -8,9 +8,10 @@
 //! thread, serde_json for bodies.
 
 use crate::config::Target;
-use crate::http::{self, Decoder, ReadBuf};
+use crate::http::{self, ReadBuf};
 use crate::ledger::Ledger;
 use crate::workload::Workload;
+use flux_devclient::http::Decoder;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,7 +2,8 @@
 //! `state_update` of `_lt_sent_us` against the send time it carries.
 //!
 //! A subscriber may receive millions of updates per second, so the reader is
-//! our own (the frame codec and message scanner are in `wsproto`): one large
+//! our own (the frame codec is `flux_devclient::ws`, shared with the
+//! integration tests; the message scanner is `wsproto`): one large
 //! read into a buffer allocated once, every complete frame in it decoded in
 //! place, one clock read and one stats borrow per read rather than per
 //! message, and only pongs and close frames ever written.
@@ -12,12 +13,12 @@ use crate::conn::Shared;
 use crate::rt::{self, TcpStream};
 use crate::schedule::Nanos;
 use crate::stats::Stats;
-use crate::wsproto::{self as proto, Upgrade, WsMsg};
-use async_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
+use crate::wsproto::{self, WsMsg};
+use flux_devclient::ws::{self as proto, Part, Sequence, Upgrade};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How often a subscriber checks whether the run asked it to stop.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -41,6 +42,8 @@ pub struct Ws {
     end: usize,
     /// A fragmented message being assembled.
     fragments: Vec<u8>,
+    /// Where the server's frames stand among fragmented messages.
+    seq: Sequence,
     /// Frames to send (pongs, close).
     out: Vec<u8>,
     mask: u32,
@@ -57,9 +60,7 @@ impl Ws {
 
     fn queue(&mut self, opcode: u8, payload: &[u8]) {
         let mask = self.next_mask();
-        let mut out = std::mem::take(&mut self.out);
-        proto::encode_client_frame(&mut out, opcode, payload, mask);
-        self.out = out;
+        proto::encode_client_frame(&mut self.out, true, opcode, payload, mask);
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -89,13 +90,14 @@ pub async fn connect(
             .await
             .map_err(|e| format!("WebSocket connect to {url} failed: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let key = generate_key();
+        let key = handshake_key();
         let mut ws = Ws {
             stream,
             buf: vec![0; READ_BUF_BYTES],
             start: 0,
             end: 0,
             fragments: Vec::new(),
+            seq: Sequence::new(),
             out: proto::upgrade_request(
                 &cfg.target.authority,
                 &cfg.target.base_path,
@@ -107,9 +109,9 @@ pub async fn connect(
         ws.flush()
             .await
             .map_err(|e| format!("WebSocket handshake with {url} failed: {e}"))?;
-        upgrade(&mut ws, &derive_accept_key(key.as_bytes()), &url).await?;
+        upgrade(&mut ws, &proto::accept_key(&key), &url).await?;
         for id in subscriptions {
-            ws.queue(proto::OP_TEXT, proto::subscribe_message(id).as_bytes());
+            ws.queue(proto::OP_TEXT, wsproto::subscribe_message(id).as_bytes());
         }
         ws.flush()
             .await
@@ -123,11 +125,23 @@ pub async fn connect(
     futures_lite::future::or(handshake, timeout).await
 }
 
+/// A `Sec-WebSocket-Key` that differs between subscribers and runs (a nonce,
+/// not a secret).
+fn handshake_key() -> String {
+    static SUBSCRIBERS: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let n = SUBSCRIBERS.fetch_add(1, Ordering::Relaxed);
+    proto::key_from_seed(now ^ (u64::from(std::process::id()) << 40) ^ n.rotate_right(8))
+}
+
 /// Reads the answer to the upgrade; frames already read stay in the buffer.
 async fn upgrade(ws: &mut Ws, accept: &str, url: &str) -> Result<(), String> {
     let failed = |e: std::io::Error| format!("WebSocket handshake with {url} failed: {e}");
     loop {
-        match proto::parse_upgrade(&ws.buf[..ws.end], accept)? {
+        match proto::parse_upgrade(&ws.buf[..ws.end], accept).map_err(|e| e.to_string())? {
             Some(Upgrade::Accepted { head_len }) => {
                 ws.start = head_len;
                 return Ok(());
@@ -153,13 +167,13 @@ async fn upgrade(ws: &mut Ws, accept: &str, url: &str) -> Result<(), String> {
             }
             None => {}
         }
-        if ws.end >= proto::HANDSHAKE_HEAD_BYTES_MAX {
+        if ws.end >= proto::UPGRADE_HEAD_BYTES_MAX {
             return Err(format!("WebSocket handshake with {url}: head too large"));
         }
         let end = ws.end;
         match ws
             .stream
-            .read(&mut ws.buf[end..proto::HANDSHAKE_HEAD_BYTES_MAX])
+            .read(&mut ws.buf[end..proto::UPGRADE_HEAD_BYTES_MAX])
             .await
         {
             Ok(0) => return Err(format!("{url} closed the connection during the upgrade")),
@@ -242,7 +256,8 @@ pub async fn run(sh: &Shared, mut ws: Ws, stop: Arc<AtomicBool>) {
     if !matches!(end, End::Eof | End::Error) {
         // Answer the server's close, or close ourselves (1000, normal).
         // Bounded: a server that stopped reading must not hold the run.
-        ws.queue(proto::OP_CLOSE, &1000u16.to_be_bytes());
+        let mask = ws.next_mask();
+        proto::encode_close(&mut ws.out, 1000, b"", mask);
         let flush = async {
             let _ = ws.flush().await;
         };
@@ -262,7 +277,7 @@ fn spare<'a>(
         *start = 0;
         *end = 0;
     }
-    let need = match proto::frame_header(&buf[*start..*end])? {
+    let need = match proto::frame_header(&buf[*start..*end]).map_err(|e| e.to_string())? {
         Some(f) => f.end(),
         None => 0,
     };
@@ -291,40 +306,42 @@ fn handle_frames(sh: &Shared, ws: &mut Ws) -> Result<Option<u16>, ()> {
         };
         let (from, to) = (ws.start + frame.payload_at, ws.start + frame.end());
         ws.start = to;
-        match (frame.opcode, frame.fin) {
-            (proto::OP_TEXT, true) if ws.fragments.is_empty() => {
+        let part = ws.seq.next(&frame).map_err(|_| ())?;
+        match part {
+            Part::Whole if frame.opcode == proto::OP_TEXT => {
                 on_text(sh, &mut st, &ws.buf[from..to], now);
             }
-            (proto::OP_TEXT | proto::OP_BINARY, false) if ws.fragments.is_empty() => {
-                ws.fragments.extend_from_slice(&ws.buf[from..to]);
-            }
-            (proto::OP_CONTINUATION, fin) if !ws.fragments.is_empty() => {
+            Part::Whole => st.ws.other_messages += 1,
+            Part::First | Part::Continuation { .. } => {
                 if ws.fragments.len() + frame.len > proto::MESSAGE_BYTES_MAX {
                     return Err(());
                 }
                 ws.fragments.extend_from_slice(&ws.buf[from..to]);
-                if fin {
-                    let msg = std::mem::take(&mut ws.fragments);
-                    on_text(sh, &mut st, &msg, now);
-                    ws.fragments = msg;
+                if let Part::Continuation { opcode, last: true } = part {
+                    if opcode == proto::OP_TEXT {
+                        on_text(sh, &mut st, &ws.fragments, now);
+                    } else {
+                        st.ws.other_messages += 1;
+                    }
                     ws.fragments.clear();
                 }
             }
-            (proto::OP_BINARY, true) if ws.fragments.is_empty() => st.ws.other_messages += 1,
-            (proto::OP_PING, _) => {
-                let payload = ws.buf[from..to].to_vec();
-                ws.queue(proto::OP_PONG, &payload);
-            }
-            (proto::OP_PONG, _) => {}
-            (proto::OP_CLOSE, _) => return Ok(Some(proto::close_code(&ws.buf[from..to]))),
-            _ => return Err(()),
+            Part::Control => match frame.opcode {
+                proto::OP_PING => {
+                    let mask = ws.next_mask();
+                    let payload = &ws.buf[from..to];
+                    proto::encode_client_frame(&mut ws.out, true, proto::OP_PONG, payload, mask);
+                }
+                proto::OP_CLOSE => return Ok(Some(proto::close_code(&ws.buf[from..to]))),
+                _ => {}
+            },
         }
     }
 }
 
 fn on_text(sh: &Shared, st: &mut Stats, text: &[u8], now: Nanos) {
     st.ws.bytes += text.len() as u64;
-    match proto::classify(text) {
+    match wsproto::classify(text) {
         WsMsg::StateUpdate { sent_us } => {
             st.ws.updates += 1;
             if let Some(sent_us) = sent_us {

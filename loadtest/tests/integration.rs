@@ -14,6 +14,7 @@
 //! Every run is bounded (`--duration`, plus a kill after [`RUN_TIMEOUT`]);
 //! servers are stopped by their own child handle.
 
+use flux_devclient::http::Decoder;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -143,14 +144,19 @@ fn http(url: &str, method: &str, path: &str, body: Option<&str>) -> std::io::Res
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response {resp:?}")))?;
-    let body = resp.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
-    Ok((status, body))
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    // The tool's own response reader (shared with the server's tests).
+    let mut dec = Decoder::collecting();
+    let (_, done) = dec.decode(&resp)?;
+    let done = match done {
+        Some(r) => r,
+        None => dec.eof()?.ok_or_else(|| {
+            std::io::Error::other(format!("no response: {:?}", String::from_utf8_lossy(&resp)))
+        })?,
+    };
+    let body = String::from_utf8_lossy(&dec.take_body()).into_owned();
+    Ok((done.status, body))
 }
 
 struct Run {

@@ -1,13 +1,16 @@
 //! A raw HTTP/1.1 client over `std::net::TcpStream`: request bytes are built by hand,
 //! and [`Conn`] reads exactly one response at a time (Content-Length, chunked or
 //! close-delimited body), so keep-alive and pipelining can be checked byte for byte.
-//! Every read has a timeout.
+//! Every read has a timeout. The bytes are parsed by `flux_devclient::http` (the load
+//! tester's reader too); this client is stricter than the load tester in one way: a
+//! head line ending in a bare `\n` is an error, since Flux always sends `\r\n`.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use flux_devclient::http::{parse_head, Decoder, Head, HttpError};
 use serde_json::Value;
 
 /// Default bound on every socket read and write of a test client.
@@ -23,6 +26,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Data chunks of a chunked body (0 when not chunked).
     pub chunks: usize,
+    /// The head's bytes as received, blank line included.
+    pub head: Vec<u8>,
 }
 
 impl Response {
@@ -222,34 +227,6 @@ impl Conn {
         Ok(n)
     }
 
-    /// Makes sure at least `n` bytes are buffered.
-    fn fill_to(&mut self, n: usize) -> io::Result<()> {
-        while self.buf.len() < n {
-            if self.fill()? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed mid-response",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads until `pat` is buffered; returns the offset just past it.
-    fn fill_until(&mut self, from: usize, pat: &[u8]) -> io::Result<usize> {
-        loop {
-            if let Some(i) = find(&self.buf[from.min(self.buf.len())..], pat) {
-                return Ok(from + i + pat.len());
-            }
-            if self.fill()? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed mid-response",
-                ));
-            }
-        }
-    }
-
     /// Reads exactly one response (a `100 Continue` counts as one).
     pub fn read_response(&mut self) -> Response {
         self.try_read_response().unwrap_or_else(|e| {
@@ -261,87 +238,51 @@ impl Conn {
     }
 
     pub fn try_read_response(&mut self) -> io::Result<Response> {
-        let mut resp = self.try_read_head()?;
-        let status = resp.status;
-        if (100..200).contains(&status) || status == 204 || status == 304 {
+        let mut dec = Decoder::collecting();
+        let (mut resp, done) = self.read_head_with(|head| dec.begin(head))?;
+        if done.is_some() {
             return Ok(resp);
         }
-        if resp.is_chunked() {
-            self.read_chunked(&mut resp)?;
-        } else if let Some(len) = resp.header("content-length") {
-            let len: usize = len.parse().map_err(|_| bad_data("bad Content-Length"))?;
-            self.fill_to(len)?;
-            resp.body = self.buf.drain(..len).collect();
-        } else {
-            // Close-delimited (HTTP/1.0 listing).
-            while self.fill()? > 0 {}
-            resp.body = std::mem::take(&mut self.buf);
+        loop {
+            let (used, done) = dec.decode(&self.buf)?;
+            self.buf.drain(..used);
+            // Without a response, the decoder used every byte it could.
+            let done = match done {
+                Some(r) => r,
+                None if self.fill()? > 0 => continue,
+                None => match dec.eof() {
+                    Ok(Some(r)) => r,
+                    Ok(None) | Err(HttpError::Truncated) => return Err(closed_mid_response()),
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            resp.body = dec.take_body();
+            resp.chunks = done.chunks as usize;
+            return Ok(resp);
         }
-        Ok(resp)
     }
 
     /// Reads a response head only (as for a response to HEAD, which has no body).
     pub fn try_read_head(&mut self) -> io::Result<Response> {
-        let head_end = self.fill_until(0, b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&self.buf[..head_end - 4])
-            .map_err(|_| bad_data("head is not UTF-8"))?
-            .to_string();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default().to_string();
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad_data(&format!("bad status line {status_line:?}")))?;
-        if !version.starts_with("HTTP/1.") {
-            return Err(bad_data(&format!("bad status line {status_line:?}")));
-        }
-        let mut headers = Vec::new();
-        for line in lines {
-            let (k, v) = line
-                .split_once(':')
-                .ok_or_else(|| bad_data(&format!("bad header line {line:?}")))?;
-            headers.push((k.to_string(), v.trim().to_string()));
-        }
-        self.buf.drain(..head_end);
-        Ok(Response {
-            version,
-            status,
-            headers,
-            body: Vec::new(),
-            chunks: 0,
-        })
+        Ok(self.read_head_with(|_| ())?.0)
     }
 
-    fn read_chunked(&mut self, resp: &mut Response) -> io::Result<()> {
+    /// Reads and consumes one response head; `then` sees it before it is consumed.
+    fn read_head_with<T>(
+        &mut self,
+        then: impl FnOnce(&Head<'_>) -> T,
+    ) -> io::Result<(Response, T)> {
         loop {
-            let line_end = self.fill_until(0, b"\r\n")?;
-            let line = std::str::from_utf8(&self.buf[..line_end - 2])
-                .map_err(|_| bad_data("chunk line"))?
-                .to_string();
-            let size_text = line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| bad_data(&format!("chunk size {line:?}")))?;
-            self.buf.drain(..line_end);
-            if size == 0 {
-                // Trailers up to the empty line.
-                loop {
-                    let end = self.fill_until(0, b"\r\n")?;
-                    let empty = end == 2;
-                    self.buf.drain(..end);
-                    if empty {
-                        return Ok(());
-                    }
-                }
+            if let Some(head) = parse_head(&self.buf)? {
+                let resp = owned_head(&head)?;
+                let len = head.len();
+                let t = then(&head);
+                self.buf.drain(..len);
+                return Ok((resp, t));
             }
-            self.fill_to(size + 2)?;
-            if &self.buf[size..size + 2] != b"\r\n" {
-                return Err(bad_data("chunk data not followed by CRLF"));
+            if self.fill()? == 0 {
+                return Err(closed_mid_response());
             }
-            resp.body.extend_from_slice(&self.buf[..size]);
-            resp.chunks += 1;
-            self.buf.drain(..size + 2);
         }
     }
 
@@ -415,8 +356,35 @@ fn bad_data(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
 
-fn find(hay: &[u8], pat: &[u8]) -> Option<usize> {
-    hay.windows(pat.len()).position(|w| w == pat)
+fn closed_mid_response() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed mid-response",
+    )
+}
+
+/// The owned form of a head: UTF-8 names and values, and only `\r\n` line ends.
+fn owned_head(head: &Head<'_>) -> io::Result<Response> {
+    if head.bare_lf {
+        return Err(bad_data("a line of the response head ends in a bare LF"));
+    }
+    let text = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .map(str::to_string)
+            .map_err(|_| bad_data("head is not UTF-8"))
+    };
+    let headers = head
+        .headers()
+        .map(|(k, v)| Ok((text(k)?, text(v)?)))
+        .collect::<io::Result<_>>()?;
+    Ok(Response {
+        version: head.version().to_string(),
+        status: head.status,
+        headers,
+        body: Vec::new(),
+        chunks: 0,
+        head: head.raw().to_vec(),
+    })
 }
 
 /// Raw request bytes: request line, `Host`, the given headers, and Content-Length

@@ -9,16 +9,16 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use flux_devclient::ws::{self as codec, Sequence, Upgrade};
 use serde_json::Value;
 
 use super::{Conn, Response, IO_TIMEOUT};
 
-pub const OP_CONT: u8 = 0x0;
-pub const OP_TEXT: u8 = 0x1;
-pub const OP_BINARY: u8 = 0x2;
-pub const OP_CLOSE: u8 = 0x8;
-pub const OP_PING: u8 = 0x9;
-pub const OP_PONG: u8 = 0xA;
+// Not every test binary names every opcode.
+#[allow(unused_imports)]
+pub use flux_devclient::ws::{
+    OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_PING, OP_PONG, OP_TEXT,
+};
 
 /// One frame from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +33,12 @@ impl Frame {
         std::str::from_utf8(&self.payload).expect("text frame is UTF-8")
     }
 
-    /// Close code and reason of a close frame.
+    /// Close code and reason of a close frame that has a code.
     pub fn close(&self) -> Option<(u16, String)> {
         (self.opcode == OP_CLOSE && self.payload.len() >= 2).then(|| {
             (
-                u16::from_be_bytes([self.payload[0], self.payload[1]]),
-                String::from_utf8_lossy(&self.payload[2..]).into_owned(),
+                codec::close_code(&self.payload),
+                String::from_utf8_lossy(codec::close_reason(&self.payload)).into_owned(),
             )
         })
     }
@@ -55,59 +55,18 @@ pub enum Recv {
 
 /// A `Sec-WebSocket-Key`: base64 of 16 bytes.
 pub fn ws_key(seed: u64) -> String {
-    let mut bytes = [0u8; 16];
-    let mut x = seed ^ 0x9e37_79b9_7f4a_7c15;
-    for b in bytes.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    base64(&bytes)
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    codec::key_from_seed(seed)
 }
 
 /// The raw upgrade request for `/api/ws` with `key`.
 pub fn upgrade_request(key: &str) -> String {
-    format!(
-        "GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
+    String::from_utf8(codec::upgrade_request("127.0.0.1", "", key, None)).expect("ASCII")
 }
 
 /// A client frame: FIN set unless `fin` is false, payload masked with `mask`.
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut f = Vec::with_capacity(payload.len() + 14);
+    codec::encode_client_frame(&mut f, fin, opcode, payload, mask);
     f
 }
 
@@ -119,6 +78,8 @@ pub struct WsClient {
     /// The close frame the server sent, once seen.
     pub closed_with: Option<(u16, String)>,
     mask_seed: u32,
+    /// Where the server's frames stand among fragmented messages.
+    seq: Sequence,
 }
 
 impl WsClient {
@@ -154,33 +115,26 @@ impl WsClient {
         let head = conn
             .try_read_head()
             .expect("response to the upgrade request");
-        if head.status != 101 {
-            let mut full = head.clone();
-            if let Some(len) = head.header("content-length") {
-                let len: usize = len.parse().expect("Content-Length");
-                let mut body = vec![0u8; len];
+        match codec::parse_upgrade(&head.head, &codec::accept_key(key)) {
+            Ok(Some(Upgrade::Accepted { .. })) => {}
+            Ok(Some(Upgrade::Refused { body_len, .. })) => {
+                let mut full = head;
                 let mut have = conn.take_buffered();
-                while have.len() < len {
-                    let n = conn.stream().read(&mut body).expect("error body");
+                let mut tmp = vec![0u8; body_len];
+                while have.len() < body_len {
+                    let n = conn.stream().read(&mut tmp).expect("error body");
                     if n == 0 {
                         break;
                     }
-                    have.extend_from_slice(&body[..n]);
+                    have.extend_from_slice(&tmp[..n]);
                 }
-                have.truncate(len);
+                have.truncate(body_len);
                 full.body = have;
+                return Err(full);
             }
-            return Err(full);
+            Ok(None) => unreachable!("a whole head was read"),
+            Err(e) => panic!("{e}: {head:?}"),
         }
-        let want = async_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-        assert_eq!(
-            head.header("sec-websocket-accept"),
-            Some(want.as_str()),
-            "{head:?}"
-        );
-        assert!(head
-            .header("upgrade")
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
         let buf = conn.take_buffered();
         let stream = conn.into_stream();
         stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
@@ -190,6 +144,7 @@ impl WsClient {
             backlog: VecDeque::new(),
             closed_with: None,
             mask_seed: 0x1234_5678,
+            seq: Sequence::new(),
         })
     }
 
@@ -229,9 +184,10 @@ impl WsClient {
     }
 
     pub fn send_close(&mut self, code: u16, reason: &str) {
-        let mut p = code.to_be_bytes().to_vec();
-        p.extend_from_slice(reason.as_bytes());
-        self.send_frame(true, OP_CLOSE, &p);
+        let mut f = Vec::new();
+        let mask = self.mask();
+        codec::encode_close(&mut f, code, reason.as_bytes(), mask);
+        self.send_raw(&f);
     }
 
     /// Reads one frame, waiting until `deadline`.
@@ -272,31 +228,23 @@ impl WsClient {
         self.recv_until(Instant::now() + timeout)
     }
 
-    /// A whole frame from the buffer, if one is there. Server frames are unmasked.
+    /// A whole frame from the buffer, if one is there. A frame the server must not
+    /// send (masked, reserved bits or opcode, fragments out of order) fails the test.
     fn parse_frame(&mut self) -> Option<Frame> {
-        let b = &self.buf;
-        if b.len() < 2 {
-            return None;
-        }
-        assert_eq!(b[1] & 0x80, 0, "server frames must not be masked");
-        let (len, at) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 if b.len() >= 10 => (
-                u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
-                10,
-            ),
-            126 | 127 => return None,
-            n => (n as usize, 2),
+        let h = match codec::frame_header(&self.buf) {
+            Ok(Some(h)) if h.end() <= self.buf.len() => h,
+            Ok(_) => return None,
+            Err(e) => panic!("the server sent a bad frame: {e}"),
         };
-        if b.len() < at + len {
-            return None;
+        if let Err(e) = self.seq.next(&h) {
+            panic!("the server sent a bad frame: {e}");
         }
         let f = Frame {
-            fin: b[0] & 0x80 != 0,
-            opcode: b[0] & 0x0f,
-            payload: b[at..at + len].to_vec(),
+            fin: h.fin,
+            opcode: h.opcode,
+            payload: self.buf[h.payload_at..h.end()].to_vec(),
         };
-        self.buf.drain(..at + len);
+        self.buf.drain(..h.end());
         Some(f)
     }
 
