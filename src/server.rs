@@ -27,19 +27,18 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const MESH_JOIN_STALL: Duration = Duration::from_secs(3);
 
 /// Start-up stalled in glommio's channel-mesh handshake: a shard's executor sleeps in
-/// io_uring and never resumes its join (seen about once in 700 starts of 2-shard
-/// servers under heavy CPU contention, even with the join heartbeat; the shard
-/// thread uses no CPU and its timers do not fire). The root cause in glommio 0.9 is
-/// fixed in vendor/glommio (an executor preempted before running a task parked with it
-/// queued; ARCHITECTURE.md, "Start-up stall"); this check stays as a safety net. Nothing has
-/// been opened for serving yet (no socket bound, no log replayed: recovery follows
-/// the join), so the start fails loudly, naming the stall, and a supervisor
-/// (systemd `Restart=on-failure`) or the operator starts it again; the process used
-/// to re-execute itself, which hid the stall.
+/// io_uring and never resumes its join. Stock glommio 0.9 did this about once in 700
+/// starts of 2-shard servers under heavy CPU contention (an executor preempted before
+/// running a task parked with it queued); vendor/glommio fixes that (ARCHITECTURE.md,
+/// "Start-up stall") and this check stays as a safety net. Nothing has been opened
+/// for serving yet (no socket bound, no log replayed: recovery follows the join), so
+/// the start fails loudly, naming the stall, and a supervisor (systemd
+/// `Restart=on-failure`) or the operator starts it again; the process used to
+/// re-execute itself, which hid the stall.
 fn stalled_start(joined: usize, count: usize) -> StartError {
     StartError(format!(
         "start-up stalled: {joined} of {count} shards joined the shard mesh within {} s \
-         (a lost wake-up in glommio's channel-mesh handshake, see ARCHITECTURE.md); nothing \
+         (an executor asleep in glommio's channel-mesh handshake, see ARCHITECTURE.md); nothing \
          was opened for serving, start flux again",
         MESH_JOIN_STALL.as_secs()
     ))
@@ -243,10 +242,10 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         let handle = builder
             .spawn(move || async move {
                 // glommio's shared-channel handshake registers a "connection waker"
-                // that only a reactor turn polls; a reactor asleep in io_uring with
-                // nothing else to do never turns, and start-up hangs (seen under CPU
-                // load, cf. glommio issue #261). A 1 ms heartbeat keeps it turning
-                // until the mesh is joined.
+                // that only a reactor turn polls: a reactor asleep in io_uring with
+                // nothing else to do would not turn. A 1 ms heartbeat keeps it turning
+                // until the mesh is joined. (The stall once seen here despite it was
+                // glommio parking with this task queued; fixed in vendor/glommio.)
                 let joined = Rc::new(Cell::new(false));
                 glommio::spawn_local({
                     let joined = joined.clone();
