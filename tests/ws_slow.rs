@@ -261,14 +261,16 @@ fn subscriptions_are_bounded_in_count_and_in_memory() {
     wait_metric(&srv, "flux_ws_subscriptions", 0.0, T);
 }
 
+/// Resident anonymous memory (the heap), not VmRSS, which also counts the mapped log
+/// segments' pages (a spare segment is prefaulted when it is made).
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().strip_suffix("kB"))
         .and_then(|v| v.trim().parse().ok())
-        .expect("VmRSS");
+        .expect("RssAnon");
     kb * 1024
 }
 
