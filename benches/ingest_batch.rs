@@ -91,7 +91,7 @@ fn front(
 }
 
 /// What the shard's keeper does between requests, off the clock: a spare segment made
-/// by `SpareJob` (created and prefaulted on the blocking pool in the server), then room
+/// by `SpareJob` (created on the blocking pool in the server), then room
 /// for `need` bytes (a roll-over into that spare when the active segment is full).
 fn keep(log: &mut ShardLog, need: usize) {
     if let Some(job) = log.spare_job() {

@@ -289,8 +289,8 @@ fn invalid_framing_headers() {
 }
 
 /// Resident anonymous memory of a process in KiB (Linux): the heap that buffers live
-/// in. Not VmRSS, which also counts the mapped log segments' pages (a spare segment is
-/// prefaulted when it is made: 64 MiB of page cache per shard).
+/// in. Not VmRSS, which also counts the pages of the mapped log segments that the
+/// process has touched (page cache, not what this test is about).
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
     let line = status

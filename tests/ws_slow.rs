@@ -261,8 +261,8 @@ fn subscriptions_are_bounded_in_count_and_in_memory() {
     wait_metric(&srv, "flux_ws_subscriptions", 0.0, T);
 }
 
-/// Resident anonymous memory (the heap), not VmRSS, which also counts the mapped log
-/// segments' pages (a spare segment is prefaulted when it is made).
+/// Resident anonymous memory (the heap), not VmRSS, which also counts the pages of the
+/// mapped log segments that the process has touched (page cache).
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let kb: u64 = status

@@ -146,16 +146,13 @@ pub struct SpareJob {
 }
 
 impl SpareJob {
-    /// Creates the spare (blocking: posix_fallocate and fsync) and faults its pages in,
-    /// so that appends into it take no page faults on the event loop (tuning.md,
-    /// "Page faults in a fresh segment").
+    /// Creates the spare (blocking: posix_fallocate and fsync). Its pages are not
+    /// faulted in ahead (tuning.md, "Page faults in a fresh segment").
     pub fn run(self) -> io::Result<Segment> {
         if self.enospc_markers.iter().any(|m| m.exists()) {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
-        let seg = Segment::create_spare(&self.dir, self.header)?;
-        seg.prefault();
-        Ok(seg)
+        Segment::create_spare(&self.dir, self.header)
     }
 }
 

@@ -290,14 +290,6 @@ impl Segment {
         Ok(Segment::map(path.to_path_buf(), header, file, full)?)
     }
 
-    /// Faults every page of the mapping in, writable (`MADV_POPULATE_WRITE`, Linux
-    /// 5.14+), so that appends into a fresh segment take no page faults on the event
-    /// loop: called where segments are made ahead of need, on the blocking pool. Best
-    /// effort: an older kernel's EINVAL leaves the faults to the first writes.
-    pub fn prefault(&self) {
-        let _ = self.mmap.advise(memmap2::Advice::PopulateWrite);
-    }
-
     fn map(
         path: PathBuf,
         header: SegmentHeader,

@@ -232,16 +232,36 @@ pub struct Shard {
 /// Stamps each record's `prev_lsn` from the store and applies it at LSN
 /// `base + offset`. Used live and by recovery's redo of missing parts.
 pub fn apply_records(store: &mut Store, records: &mut [u8], base: u64, check: impl Fn(&[u8])) {
+    // Lookups run PREFETCH_AHEAD records ahead of the merges (`Store::prefetch`).
+    let mut ahead = 0;
+    for _ in 0..PREFETCH_AHEAD {
+        ahead = prefetch_record(store, records, ahead);
+    }
     let mut off = 0;
     while off < records.len() {
-        // One parse per record: applying does not read `prev_lsn`, so it is written
-        // into the record after the store has given it and taken the new head.
+        ahead = prefetch_record(store, records, ahead);
+        // One parse and one lookup per record: applying does not read `prev_lsn`, so
+        // it is written into the record after the store has given the old head.
         let (r, len) = Record::parse(&records[off..]).expect("records are encoded by us");
         check(r.entity_id);
-        let prev = store.last_lsn(r.entity_id);
-        store.apply(&r, base + off as u64);
+        let (_, prev) = store.apply_chained(&r, base + off as u64);
         crate::event::set_prev_lsn(&mut records[off..], prev);
         off += len;
+    }
+}
+
+/// How many records ahead of the one being applied `apply_records` looks up.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Looks up the entity of the record at `off` (if any) and returns the next offset.
+#[inline]
+fn prefetch_record(store: &Store, records: &[u8], off: usize) -> usize {
+    match Record::parse(records.get(off..).unwrap_or_default()) {
+        Some((r, len)) => {
+            store.prefetch(r.entity_id);
+            off + len
+        }
+        None => off,
     }
 }
 
