@@ -654,7 +654,7 @@ impl Shard {
     /// meanwhile may or may not be counted.
     pub async fn count_prefix(&self, prefix: &[u8]) -> u64 {
         let mut total = 0;
-        let mut after: Option<Arc<[u8]>> = None;
+        let mut after: Option<crate::state::Id> = None;
         loop {
             let (n, last) =
                 self.store

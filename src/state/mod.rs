@@ -4,9 +4,11 @@
 //!
 //! Layout, chosen for millions of entities per shard:
 //! - a hash map (hashbrown, foldhash) from id to entity serves every write and point
-//!   read in O(1); a B-tree *set* of the same ids (shared `Arc<[u8]>`, so each id is
-//!   stored once; `Arc` so that a store can be built on the recovery thread) keeps them in order for listings, which stream without sorting or
-//!   buffering. Updates of existing entities, the common case of a telemetry firehose,
+//!   read in O(1); a B-tree *set* of the same ids keeps them in order for listings,
+//!   which stream without sorting or buffering. An id ([`Id`]) of up to 22 bytes is
+//!   stored inside the key (24 bytes), so the map compares it without a cache miss of
+//!   its own; a longer one is a shared `Arc<[u8]>`, stored once for both (`Arc` so
+//!   that a store can be built on the recovery thread). Updates of existing entities, the common case of a telemetry firehose,
 //!   touch only the hash map; the ordered set changes only when an entity is created or
 //!   deleted. (A single `BTreeMap` spent ~25% of the single-event path in key
 //!   comparisons at 100k entities; see tuning.md.)
@@ -19,11 +21,11 @@
 //!
 //! Ids sort by their UTF-8 bytes, which is the same order as by Unicode code points.
 
+pub mod id;
 pub mod page;
 pub mod props;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use hashbrown::HashMap;
 
@@ -31,6 +33,7 @@ use crate::event::{Record, KIND_EVENT, KIND_TOMBSTONE};
 use crate::json;
 use crate::time;
 
+pub use id::Id;
 pub use page::{Page, PageQuery};
 pub use props::Props;
 
@@ -45,9 +48,9 @@ pub struct Entity {
 
 #[derive(Default)]
 pub struct Store {
-    by_id: HashMap<Arc<[u8]>, Entity>,
+    by_id: HashMap<Id, Entity>,
     /// The keys of `by_id`, in order.
-    order: BTreeSet<Arc<[u8]>>,
+    order: BTreeSet<Id>,
     /// Records applied since start (events and tombstones).
     pub records_applied: u64,
 }
@@ -66,7 +69,7 @@ impl Store {
         match self.by_id.get_mut(id) {
             Some(old) => *old = e,
             None => {
-                let key: Arc<[u8]> = id.into();
+                let key = Id::from(id);
                 self.order.insert(key.clone());
                 self.by_id.insert(key, e);
             }
@@ -106,7 +109,7 @@ impl Store {
                 } else {
                     let mut props = Props::with_capacity(r.properties.len());
                     props.merge(r.properties);
-                    let key: Arc<[u8]> = r.entity_id.into();
+                    let key = Id::from(r.entity_id);
                     self.order.insert(key.clone());
                     self.by_id.insert(
                         key,
@@ -168,7 +171,7 @@ impl Store {
         prefix: &[u8],
         after: Option<&[u8]>,
         max: usize,
-    ) -> (usize, Option<Arc<[u8]>>) {
+    ) -> (usize, Option<Id>) {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let lower = match after {
             Some(a) if a >= prefix => Excluded(a),
