@@ -31,8 +31,10 @@ sleep 2
 before=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^flux_events_total/ {s+=$2} END {print s}')
 perf stat -x, -e instructions,cycles,page-faults,context-switches -p "$FPID" -o "$OUT/stat.csv" \
   -- sleep "$DUR" &
+STATPID=$!
 perf record -q -F 999 ${CALLGRAPH:+--call-graph dwarf,16384} -p "$FPID" -o "$OUT/perf.data" -- sleep "$DUR" >/dev/null 2>&1 &
-wait %2 %3 2>/dev/null || true
+RECPID=$!
+wait "$STATPID" "$RECPID" || true
 after=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^flux_events_total/ {s+=$2} END {print s}')
 wait "$LTPID" || true
 EVENTS=$((after - before))

@@ -232,14 +232,22 @@ pub struct Shard {
 /// Stamps each record's `prev_lsn` from the store and applies it at LSN
 /// `base + offset`. Used live and by recovery's redo of missing parts.
 pub fn apply_records(store: &mut Store, records: &mut [u8], base: u64, check: impl Fn(&[u8])) {
-    // Lookups run PREFETCH_AHEAD records ahead of the merges (`Store::prefetch`).
+    // Lookups run a group of PREFETCH_GROUP records ahead of the merges
+    // (`Store::prefetch`), a group at a time: back-to-back lookups let the CPU wait on
+    // their cache misses together.
     let mut ahead = 0;
-    for _ in 0..PREFETCH_AHEAD {
+    for _ in 0..PREFETCH_GROUP {
         ahead = prefetch_record(store, records, ahead);
     }
     let mut off = 0;
+    let mut n = 0usize;
     while off < records.len() {
-        ahead = prefetch_record(store, records, ahead);
+        if n % PREFETCH_GROUP == 0 {
+            for _ in 0..PREFETCH_GROUP {
+                ahead = prefetch_record(store, records, ahead);
+            }
+        }
+        n += 1;
         // One parse and one lookup per record: applying does not read `prev_lsn`, so
         // it is written into the record after the store has given the old head.
         let (r, len) = Record::parse(&records[off..]).expect("records are encoded by us");
@@ -250,8 +258,8 @@ pub fn apply_records(store: &mut Store, records: &mut [u8], base: u64, check: im
     }
 }
 
-/// How many records ahead of the one being applied `apply_records` looks up.
-const PREFETCH_AHEAD: usize = 8;
+/// How many records `apply_records` looks up at a time, one group ahead of applying.
+const PREFETCH_GROUP: usize = 8;
 
 /// Looks up the entity of the record at `off` (if any) and returns the next offset.
 #[inline]
