@@ -29,9 +29,13 @@ pub use client::*;
 #[allow(unused_imports)]
 pub use ws::*;
 
-/// How long a server may take from spawn to being ready. It normally takes well under
-/// a second; a start that hangs is retried (see `startup_never_hangs` in lifecycle.rs).
+/// How long a fresh server may take from spawn to being ready. It normally takes well
+/// under a second; a start that hangs is retried (see `startup_never_hangs` in
+/// lifecycle.rs).
 const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a restart may take: recovery replays the log first, which in a debug build
+/// on a machine busy with other test binaries took 1.6–3 s for these tests' logs.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(20);
 /// Start attempts (a port can be taken between probing and the server's bind).
 const START_ATTEMPTS: usize = 5;
 
@@ -239,7 +243,7 @@ impl Server {
 
     /// [`Server::respawn_with`], then waits up to `timeout` until it serves; panics with
     /// its log if it exits or does not become ready. One retry when it neither exits
-    /// nor becomes ready (see `START_TIMEOUT`).
+    /// nor becomes ready (see `RESTART_TIMEOUT`).
     pub fn restart_with_timeout(&mut self, env: &[(&str, &str)], timeout: Duration) {
         for attempt in 0..2 {
             self.respawn_with(env);
@@ -264,7 +268,7 @@ impl Server {
 
     /// Restarts on the same data directory with the given overrides.
     pub fn restart_with(&mut self, env: &[(&str, &str)]) {
-        self.restart_with_timeout(env, START_TIMEOUT);
+        self.restart_with_timeout(env, RESTART_TIMEOUT);
     }
 
     /// Restarts on the same data directory with the overrides of the last start.
