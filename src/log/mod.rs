@@ -544,6 +544,17 @@ mod tests {
         assert!(log.install_spare(job.run().unwrap()).is_none());
     }
 
+    /// A log in `dir` that rolled over into a spare: 34 frames, the LSNs written and
+    /// how many of them are in segment 0. The log is closed.
+    fn rolled_once(dir: &Path) -> (Vec<u64>, usize) {
+        let (mut log, _, _) = open(dir);
+        prepare_spare(&mut log);
+        let written = append_n(&mut log, 34);
+        let in_seg0 = written.iter().filter(|l| **l < SEGMENT_BYTES).count();
+        assert!(in_seg0 < written.len(), "rolled");
+        (written, in_seg0)
+    }
+
     /// Where the frames of segment 0 end, given the LSNs of every frame written.
     fn segment0_end(written: &[u64]) -> u64 {
         let last = written.iter().copied().filter(|l| *l < SEGMENT_BYTES).max();
@@ -716,12 +727,7 @@ mod tests {
     #[test]
     fn an_empty_segment_after_a_torn_tail_is_dropped_and_the_tail_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open(dir.path());
-        prepare_spare(&mut log);
-        let written = append_n(&mut log, 34);
-        let in_seg0 = written.iter().filter(|l| **l < SEGMENT_BYTES).count();
-        assert!(in_seg0 < written.len(), "rolled");
-        drop(log);
+        let (written, in_seg0) = rolled_once(dir.path());
         // Nothing of segment 1 reached the disk but its header; segment 0's last
         // frame is torn.
         let seg1 = seg_path(dir.path(), SEGMENT_BYTES);
@@ -755,12 +761,7 @@ mod tests {
             vec![(0, vec![0; 4]), (payload_at, vec![0; 8])],
         ] {
             let dir = tempfile::tempdir().unwrap();
-            let (mut log, _, _) = open(dir.path());
-            prepare_spare(&mut log);
-            let written = append_n(&mut log, 34);
-            let in_seg0 = written.iter().filter(|l| **l < SEGMENT_BYTES).count();
-            assert!(in_seg0 < written.len(), "rolled");
-            drop(log);
+            let (written, in_seg0) = rolled_once(dir.path());
             let seg1 = seg_path(dir.path(), SEGMENT_BYTES);
             let seal = frame_len(SEAL_PAYLOAD_BYTES) as u64;
             let f = std::fs::OpenOptions::new().write(true).open(&seg1).unwrap();

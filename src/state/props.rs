@@ -404,7 +404,7 @@ impl std::fmt::Debug for Props {
 /// A read prefetch of the cache line at `p` into all levels (a hint: never faults,
 /// whatever `p` is).
 #[inline(always)]
-pub(crate) fn prefetch_read<T>(p: *const T) {
+fn prefetch_read<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 is a hint that never dereferences `p` architecturally, so
     // any address is sound; x86_64 always has SSE.
