@@ -1,3 +1,5 @@
+//! An executor with a tiny preempt timer sleeping in a loop: stock glommio 0.9.0 parks
+//! it for good. Run with `loadtest/reference/glommio-repro.sh stock|vendored preempt US ITERS TRIES`.
 use glommio::{LocalExecutorBuilder, Placement};
 use std::time::{Duration, Instant};
 fn main() {

@@ -1,6 +1,7 @@
 //! Stress: G groups × 2 pinned glommio executors, each with a 1 ms timer loop, join a
 //! 2-peer channel mesh; 2 spinner threads load both CPUs. A group not joined within
 //! STALL_MS is a stall: dump every thread's state, then wait to see if it recovers.
+//! Run with `loadtest/reference/glommio-repro.sh stock|vendored stall ROUNDS GROUPS`.
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::Cell;
@@ -12,12 +13,8 @@ use std::time::{Duration, Instant};
 fn dump(tag: &str) {
     let pid = std::process::id();
     eprintln!("==== STALL {tag} pid {pid}");
-    let mut sleepers = Vec::new();
     for t in std::fs::read_dir("/proc/self/task").unwrap() {
         let t = t.unwrap().path();
-        if std::fs::read_to_string(t.join("wchan")).unwrap_or_default().contains("io_cqring_wait") {
-            sleepers.push(t.file_name().unwrap().to_string_lossy().parse::<i32>().unwrap());
-        }
         let rd = |f: &str| std::fs::read_to_string(t.join(f)).unwrap_or_else(|e| format!("<{e}>"));
         eprintln!(
             "-- task {} comm={} wchan={} syscall={}\n stat={}\n stack:\n{}",
@@ -38,7 +35,6 @@ fn dump(tag: &str) {
             eprintln!("-- fd {n} -> {link}\n{info}");
         }
     }
-    eprintln!("TRACE of sleepers {sleepers:?}:\n{}", glommio::gtrace::dump(&sleepers));
     if std::env::var_os("GDB").is_some() {
         let out = std::process::Command::new("gdb")
             .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
