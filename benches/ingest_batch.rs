@@ -8,9 +8,9 @@
 //! |---|---|
 //! | `decode` | `Decoder::decode_batch`, the callback only counts |
 //! | `front` | decode + event id (UUIDv7 text) + its ack JSON + owner + `EventBatch::push_event` |
-//! | `apply` | `shard::apply_records` of an encoded batch into a store holding its entities |
-//! | `log` | `ShardLog::reserve` + `append_with` copying the records into the mapped segment |
-//! | `end_to_end` | all of the above in order, as one request |
+//! | `apply` | `shard::apply_records` of an encoded batch into a store holding its entities, nothing logged |
+//! | `log` | the log's part alone: each record encoded in the compact form (`event::compact`) and the frame appended into the mapped segment (`ShardLog::reserve` + `append_with`) |
+//! | `end_to_end` | front + `shard::log_and_apply` (apply, encode, append), as one request |
 //!
 //! `cargo bench --bench ingest_batch`. The same path in the running server, with
 //! sockets and the keeper, profiled by symbol: `loadtest/reference/profile-batch.sh`.
@@ -19,12 +19,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flux::event::compact::{section_bound, SectionWriter};
 use flux::event::EventBatch;
 use flux::ids::EventIdGen;
 use flux::ingest::decode::Decoder;
 use flux::log::scan::RecoveryMode;
 use flux::log::{ShardLog, FRAME_EVENTS};
-use flux::shard::{apply_records, router};
+use flux::shard::{apply_records, log_and_apply, router, ApplyTo, FrameShape};
 use flux::state::Store;
 
 const EVENTS: usize = 1000;
@@ -65,6 +66,10 @@ fn front(
     batch: &mut EventBatch,
 ) -> usize {
     acks.clear();
+    *batch = EventBatch {
+        buf: std::mem::take(&mut batch.buf),
+        ..EventBatch::default()
+    };
     batch.buf.clear();
     decoder
         .decode_batch(body, |idx, ev| {
@@ -104,11 +109,18 @@ fn keep(log: &mut ShardLog, need: usize) {
     log.ensure_room(need).expect("room");
 }
 
-/// Appends `records` as one frame (the caller made room: `ShardLog::ensure_room`).
-fn log_frame(log: &mut ShardLog, records: &[u8]) -> u64 {
-    let lsn = log.reserve(records.len()).expect("reserve");
-    log.append_with(FRAME_EVENTS, records.len(), |dst| {
-        dst.copy_from_slice(records)
+/// Encodes `batch` as one section (no links: the store is not consulted) and appends
+/// it as one frame (the caller made room: `ShardLog::ensure_room`).
+fn log_frame(log: &mut ShardLog, batch: &EventBatch, payload: &mut Vec<u8>) -> u64 {
+    let lsn = log.reserve(section_bound(batch)).expect("reserve");
+    payload.clear();
+    let mut w = SectionWriter::new(payload, lsn + ShardLog::PAYLOAD_OFFSET, NOW_MS);
+    for r in batch.records() {
+        w.push(&r, 0);
+    }
+    w.finish();
+    log.append_with(FRAME_EVENTS, payload.len(), |dst| {
+        dst.copy_from_slice(payload)
     });
     lsn
 }
@@ -133,7 +145,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let mut store = Store::default();
     for b in &encoded {
-        apply_records(&mut store, &mut b.buf.clone(), 64, |_| {});
+        apply_records(&mut store, &b.buf, ApplyTo::Unlogged { base: 64 }, |_| {});
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, _) = ShardLog::open(
@@ -145,9 +157,17 @@ fn bench(c: &mut Criterion) {
         |_, _, _| {},
     )
     .expect("open the log");
+    let mut payload = Vec::new();
+    let mut w = SectionWriter::new(&mut payload, 64, NOW_MS);
+    for r in encoded[0].records() {
+        w.push(&r, 0);
+    }
+    w.finish();
     eprintln!(
-        "ingest_batch: {EVENTS} events of {bytes_per_event} request bytes and {} record bytes each",
-        encoded[0].buf.len() / EVENTS
+        "ingest_batch: {EVENTS} events of {bytes_per_event} request bytes, {} record bytes \
+         each in memory, {} in the log",
+        encoded[0].buf.len() / EVENTS,
+        payload.len() as f64 / EVENTS as f64
     );
 
     let mut g = c.benchmark_group("ingest_batch");
@@ -177,15 +197,14 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
-    let mut records = Vec::new();
     let mut lsn = 64u64;
     g.bench_function("apply", |b| {
         b.iter(|| {
             turn += 1;
-            records.clear();
-            records.extend_from_slice(&encoded[turn % encoded.len()].buf);
+            let records = &encoded[turn % encoded.len()].buf;
             lsn += records.len() as u64 + 64;
-            apply_records(&mut store, black_box(&mut records), lsn, |_| {});
+            let to = ApplyTo::Unlogged { base: lsn };
+            apply_records(&mut store, black_box(records), to, |_| {});
         })
     });
     // Making a fresh segment when the active one is full is the keeper's job, off the
@@ -195,10 +214,10 @@ fn bench(c: &mut Criterion) {
             let mut took = Duration::ZERO;
             for _ in 0..iters {
                 turn += 1;
-                let records = &encoded[turn % encoded.len()].buf;
-                keep(&mut log, records.len());
+                let part = &encoded[turn % encoded.len()];
+                keep(&mut log, section_bound(part));
                 let t = Instant::now();
-                black_box(log_frame(&mut log, black_box(records)));
+                black_box(log_frame(&mut log, black_box(part), &mut payload));
                 took += t.elapsed();
             }
             took
@@ -210,7 +229,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..iters {
                 turn += 1;
                 // The largest batch fits: room is made before the clock starts.
-                keep(&mut log, encoded[0].buf.len() * 2);
+                keep(&mut log, section_bound(&encoded[0]));
                 let t = Instant::now();
                 front(
                     &mut decoder,
@@ -220,16 +239,10 @@ fn bench(c: &mut Criterion) {
                     &mut batch,
                 );
                 batch.stamp_ingest(NOW_MS);
-                let len = batch.buf.len();
-                let frame = log.reserve(len).expect("reserve");
-                apply_records(
-                    &mut store,
-                    &mut batch.buf,
-                    frame + ShardLog::PAYLOAD_OFFSET,
-                    |_| {},
-                );
+                let shape = FrameShape::Events;
                 black_box(
-                    log.append_with(FRAME_EVENTS, len, |dst| dst.copy_from_slice(&batch.buf)),
+                    log_and_apply(&mut log, &mut store, &mut payload, shape, &batch, |_| {})
+                        .expect("room was made"),
                 );
                 took += t.elapsed();
             }

@@ -6,7 +6,7 @@
 //! body being complete and the response being queued, on one shard: decode and validate
 //! (simd-json tape, spans, field rules), give every event its id and render the
 //! acknowledgements, encode the records, apply them to the store (`apply_records`,
-//! the live path, which also stamps `prev_lsn`) and write the log frame (`write_frame`:
+//! the live path, which also encodes each record for the log) and write the log frame (`write_frame`:
 //! the CRC and the copy into the segment; here into a reused buffer, so the page faults
 //! of a fresh mapping, ~1 ms per 10 MiB, are not counted). HTTP parsing, the socket and
 //! fan-out to subscribers (none here) are left out. `replay/…` applies the same records
@@ -24,12 +24,14 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion};
+use flux::event::compact::{section_bound, SectionWriter};
 use flux::event::EventBatch;
 use flux::ids::EventIdGen;
 use flux::ingest::decode::{DecodeError, Decoder};
 use flux::json;
 use flux::log::frame::{frame_len, write_frame};
-use flux::shard::apply_records;
+use flux::log::FRAME_EVENTS;
+use flux::shard::{apply_records, ApplyTo};
 use flux::state::Store;
 
 const SINGLE_BYTES_MAX: usize = flux::limits::BODY_SINGLE_BYTES_MAX;
@@ -330,17 +332,20 @@ impl Server {
             body.extend_from_slice(b"]}");
         }
         batch.stamp_ingest(NOW_MS);
-        let len = batch.buf.len();
+        let base = self.lsn + flux::log::ShardLog::PAYLOAD_OFFSET;
+        let applying = Instant::now();
+        let mut payload = Vec::with_capacity(section_bound(&batch));
+        let mut w = SectionWriter::new(&mut payload, base, SectionWriter::base_ms_of(&batch.buf));
+        apply_records(store, &batch.buf, ApplyTo::Log(&mut w), |_| {});
+        w.finish();
+        let apply = applying.elapsed();
+        let len = payload.len();
         let extent = frame_len(len);
         if self.log.len() < extent {
             self.log.resize(extent, 0);
         }
-        let base = self.lsn + flux::log::ShardLog::PAYLOAD_OFFSET;
-        let applying = Instant::now();
-        apply_records(store, &mut batch.buf, base, |_| {});
-        let apply = applying.elapsed();
-        write_frame(&mut self.log, self.lsn, 1, len, |dst| {
-            dst.copy_from_slice(&batch.buf)
+        write_frame(&mut self.log, self.lsn, FRAME_EVENTS, len, |dst| {
+            dst.copy_from_slice(&payload)
         });
         self.lsn += extent as u64;
         Outcome {

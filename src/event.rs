@@ -28,6 +28,8 @@
 
 use crate::ingest::decode::EventRef;
 
+pub mod compact;
+
 pub const KIND_EVENT: u8 = 1;
 pub const KIND_TOMBSTONE: u8 = 2;
 
@@ -42,6 +44,8 @@ const OFF_VAR: usize = 29;
 pub struct EventBatch {
     pub buf: Vec<u8>,
     pub count: u32,
+    /// Properties over all records (bounds the size of the compact form).
+    pub props: u32,
     /// Set when this is one shard's part of a batch that spans shards: the id of the
     /// coordinator's intent (see `log::txn`).
     pub txn: Option<u64>,
@@ -133,6 +137,7 @@ impl EventBatch {
         let len = (b.len() - start) as u32;
         b[start..start + 4].copy_from_slice(&len.to_le_bytes());
         self.count += 1;
+        self.props += ev.properties.len() as u32;
     }
 
     /// Appends a tombstone for `entity_id`.
@@ -303,6 +308,14 @@ pub fn valid_stored_records(mut records: &[u8]) -> bool {
 
 /// Iterates the records of a batch.
 pub struct Records<'a>(&'a [u8]);
+
+impl<'a> Records<'a> {
+    /// The records of `buf`, which this process encoded (or checked with
+    /// [`valid_stored_records`]).
+    pub fn new(buf: &'a [u8]) -> Self {
+        Records(buf)
+    }
+}
 
 impl<'a> Iterator for Records<'a> {
     type Item = Record<'a>;

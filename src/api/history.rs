@@ -176,13 +176,18 @@ pub fn render(store: &Store, log: &ShardLog, q: &HistoryQuery, page: &mut Histor
             None => return false,
         },
     };
+    let mut rec = Vec::new();
     // Each step moves to a strictly smaller LSN, so the walk ends; `limit` bounds it.
     while lsn != 0 && page.events < q.limit {
         if page.json.len() >= HISTORY_PAGE_BYTES {
             page.next_lsn = Some(lsn);
             break;
         }
-        let Some((r, _)) = log.bytes_at(lsn).and_then(Record::parse_stored) else {
+        rec.clear();
+        if log.read_record(lsn, &mut rec).is_none() {
+            break;
+        }
+        let Some((r, _)) = Record::parse_stored(&rec) else {
             break;
         };
         if r.kind != KIND_EVENT || r.entity_id != &q.entity[..] {

@@ -29,15 +29,24 @@ use frame::{frame_len, FRAME_HEADER_BYTES};
 use scan::{RecoveryMode, ScanError, ScanReport};
 use segment::{Segment, SegmentHeader};
 
-// Frame kinds.
-/// Records of one request that only this shard owns: atomic as one frame.
-pub const FRAME_EVENTS: u8 = 1;
-/// A cross-shard batch as its coordinator logged it (`txn` module): every shard's part.
-pub const FRAME_INTENT: u8 = 2;
-/// One participant's part of a cross-shard batch: `[txn u64]` then records.
-pub const FRAME_PART: u8 = 3;
+// Frame kinds. A frame's kind says how its payload is laid out; the records in it
+// are sections (`event::compact`) in this build's kinds and fixed-layout records in
+// the `_V1` kinds of segment format 1, which are still read (old logs recover).
+/// Records of one request that only this shard owns, one section: atomic as one frame.
+pub const FRAME_EVENTS: u8 = 6;
+/// A cross-shard batch as its coordinator logged it (`txn` module): every shard's
+/// part, each a section.
+pub const FRAME_INTENT: u8 = 7;
+/// One participant's part of a cross-shard batch: `[txn u64]` then its section.
+pub const FRAME_PART: u8 = 8;
 /// The coordinator saw every part of `[txn u64]` applied.
 pub const FRAME_DONE: u8 = 4;
+/// [`FRAME_EVENTS`] of segment format 1: fixed-layout records (`event.rs`).
+pub const FRAME_EVENTS_V1: u8 = 1;
+/// [`FRAME_INTENT`] of segment format 1.
+pub const FRAME_INTENT_V1: u8 = 2;
+/// [`FRAME_PART`] of segment format 1.
+pub const FRAME_PART_V1: u8 = 3;
 
 /// Default segment size: large enough that roll-overs are rare (one per ~300k small
 /// events), small enough that retention can free space in useful steps.
@@ -261,9 +270,13 @@ impl ShardLog {
             - frame_len(SEAL_PAYLOAD_BYTES) as u64
     }
 
+    /// Room left in the active segment; none in a segment of an older format, so
+    /// that the first append after an upgrade rolls to a new one (a segment's records
+    /// are all of one format, which is how a record read by its LSN is decoded).
     fn active_room(&self) -> u64 {
         self.segments
             .last()
+            .filter(|s| s.format() == segment::SEGMENT_VERSION)
             .map_or(0, |s| s.end_lsn() - s.write_lsn())
     }
 
@@ -448,6 +461,28 @@ impl ShardLog {
         let seg = self.segments.get(i)?;
         let off = lsn.checked_sub(seg.base_lsn())? as usize;
         seg.bytes().get(off..)
+    }
+
+    /// Decodes the event record at `lsn` (history) into `out` in the in-memory layout
+    /// (`event.rs`), whichever format its segment has; `None` if the log no longer
+    /// holds it or it does not decode.
+    pub fn read_record(&self, lsn: u64, out: &mut Vec<u8>) -> Option<()> {
+        let i = self.segments.partition_point(|s| s.end_lsn() <= lsn);
+        let seg = self.segments.get(i)?;
+        let at = seg
+            .bytes()
+            .get(usize::try_from(lsn.checked_sub(seg.base_lsn())?).ok()?..)?;
+        if seg.format() == segment::SEGMENT_VERSION {
+            let section_of = |section_lsn: u64| {
+                let off = section_lsn.checked_sub(seg.base_lsn())?;
+                seg.bytes().get(usize::try_from(off).ok()?..)
+            };
+            crate::event::compact::decode_at(at, lsn, section_of, out)
+        } else {
+            let (_, len) = crate::event::Record::parse_stored(at)?;
+            out.extend_from_slice(&at[..len]);
+            Some(())
+        }
     }
 
     /// Byte offset of a frame's payload relative to its LSN.

@@ -31,8 +31,13 @@ use super::naming::{
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FLUXSEG1";
-/// The header format written and the only one read; another is a bad header.
-pub const SEGMENT_VERSION: u32 = 1;
+/// The segment format written: 2, whose event records are in the compact form
+/// (`event::compact`). Format 1 (the fixed record layout of `event.rs`) is still read;
+/// a log never mixes the two within a segment (see `ShardLog::reserve`). Any other
+/// version is a bad header.
+pub const SEGMENT_VERSION: u32 = 2;
+/// The oldest segment format read.
+pub const SEGMENT_VERSION_OLDEST: u32 = 1;
 /// Smallest segment size accepted, one page; a header claiming less is bad. It holds
 /// a payload of up to 4015 bytes.
 pub const SEGMENT_SIZE_MIN_BYTES: u64 = 4096;
@@ -49,7 +54,7 @@ const CRC_AT: usize = 60;
 /// ```text
 ///  offset  bytes  field
 ///  0       8      magic        "FLUXSEG1"
-///  8       4      version      u32, 1
+///  8       4      version      u32, 2 (1: records in the fixed layout)
 ///  12      4      shard_id     u32, < shard_count
 ///  16      4      shard_count  u32, > 0
 ///  20      4      reserved     u32, zero
@@ -91,7 +96,7 @@ impl SegmentHeader {
         if crc32fast::hash(&b[..CRC_AT]) != u32_at(CRC_AT) {
             return Err("header crc mismatch");
         }
-        if u32_at(8) != SEGMENT_VERSION {
+        if !(SEGMENT_VERSION_OLDEST..=SEGMENT_VERSION).contains(&u32_at(8)) {
             return Err("unsupported segment format version");
         }
         if u32_at(20) != 0 || b[40..CRC_AT].iter().any(|&x| x != 0) {
@@ -184,6 +189,8 @@ pub struct Segment {
     /// Where the next frame goes, in bytes from the start of the file; 8-aligned,
     /// within [SEGMENT_HEADER_BYTES, size].
     write_offset: usize,
+    /// The header's format version: how its records are laid out.
+    format: u32,
 }
 
 impl Segment {
@@ -287,7 +294,9 @@ impl Segment {
             return Err(bad("file length does not match the header's segment size"));
         }
         let full = header.size_bytes as usize;
-        Ok(Segment::map(path.to_path_buf(), header, file, full)?)
+        let mut seg = Segment::map(path.to_path_buf(), header, file, full)?;
+        seg.format = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
+        Ok(seg)
     }
 
     fn map(
@@ -306,7 +315,13 @@ impl Segment {
             mmap,
             file,
             write_offset,
+            format: SEGMENT_VERSION,
         })
+    }
+
+    /// The segment's format version (`SEGMENT_VERSION` for one made by this build).
+    pub fn format(&self) -> u32 {
+        self.format
     }
 
     pub fn path(&self) -> &Path {
@@ -517,7 +532,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(&b[0..8], b"FLUXSEG1");
-        assert_eq!(b[8..12], 1u32.to_le_bytes());
+        assert_eq!(b[8..12], 2u32.to_le_bytes());
         assert_eq!(b[24..32], (1u64 << 33).to_le_bytes());
         assert_eq!(b[32..40], (1u64 << 26).to_le_bytes());
         assert!(b[40..60].iter().all(|&x| x == 0));
@@ -540,10 +555,12 @@ mod tests {
         assert_eq!(with(0, b"FLUXSEG2", true), "bad magic: not a Flux segment");
         assert_eq!(with(33, &[9], false), "header crc mismatch");
         assert_eq!(with(61, &[9], false), "header crc mismatch");
-        assert_eq!(
-            with(8, &2u32.to_le_bytes(), true),
-            "unsupported segment format version"
-        );
+        for unknown in [0u32, 3, u32::MAX] {
+            assert_eq!(
+                with(8, &unknown.to_le_bytes(), true),
+                "unsupported segment format version"
+            );
+        }
         assert_eq!(with(20, &[1], true), "reserved header bytes are not zero");
         assert_eq!(with(50, &[1], true), "reserved header bytes are not zero");
         assert_eq!(

@@ -49,16 +49,39 @@ pub fn txn_coordinator(txn: u64) -> u16 {
     (txn >> 48) as u16
 }
 
+/// Bytes of an intent before its parts: txn and part count.
+pub const INTENT_HEAD_BYTES: usize = 10;
+/// Bytes before each part's records: shard and length.
+pub const INTENT_PART_HEAD_BYTES: usize = 6;
+
+/// Starts an intent of `parts` parts in `out`.
+pub fn begin_intent(txn: u64, parts: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(&txn.to_le_bytes());
+    out.extend_from_slice(&(parts as u16).to_le_bytes());
+}
+
+/// Starts `shard`'s part: its records follow, then [`end_part`].
+pub fn begin_part(shard: u16, out: &mut Vec<u8>) {
+    out.extend_from_slice(&shard.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+}
+
+/// Ends the part whose `len` bytes of records are the last of `out`.
+pub fn end_part(out: &mut Vec<u8>, len: usize) {
+    let at = out.len() - len - 4;
+    let len = u32::try_from(len).expect("a part is smaller than a segment");
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
 /// Encodes an intent; returns the payload and, for each part, its byte offset in it.
 pub fn encode_intent(txn: u64, parts: &[(u16, &[u8])], out: &mut Vec<u8>) -> Vec<usize> {
-    out.extend_from_slice(&txn.to_le_bytes());
-    out.extend_from_slice(&(parts.len() as u16).to_le_bytes());
+    begin_intent(txn, parts.len(), out);
     let mut offsets = Vec::with_capacity(parts.len());
     for (shard, bytes) in parts {
-        out.extend_from_slice(&shard.to_le_bytes());
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        begin_part(*shard, out);
         offsets.push(out.len());
         out.extend_from_slice(bytes);
+        end_part(out, bytes.len());
     }
     offsets
 }
@@ -82,11 +105,20 @@ pub fn decode_intent(payload: &[u8]) -> Option<(u64, Vec<IntentPart<'_>>)> {
     (off == payload.len()).then_some((txn, parts))
 }
 
+/// A shard's part as an intent holds it, in the layout of the intent's frame kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartRecords {
+    /// A section (`event::compact`), from a `FRAME_INTENT`.
+    Section(Vec<u8>),
+    /// Fixed-layout records, from a `FRAME_INTENT_V1` (segment format 1).
+    V1(Vec<u8>),
+}
+
 /// What one shard's first recovery pass found.
 #[derive(Default, Debug)]
 pub struct TxnScan {
     /// Intents this shard coordinated: txn → parts for other shards (shard, records).
-    pub intents: HashMap<u64, Vec<(u16, Vec<u8>)>>,
+    pub intents: HashMap<u64, Vec<(u16, PartRecords)>>,
     /// Parts of other coordinators' batches present in this shard's log.
     pub parts: HashSet<u64>,
     /// Highest txn counter this shard used as coordinator.
@@ -114,7 +146,7 @@ pub struct Decisions {
     /// shard's snapshot replay point, so their parts are kept too.
     pub txn_hw: Vec<u64>,
     /// Parts this shard lacks and must append (txn, records).
-    pub redo: Vec<(u64, Vec<u8>)>,
+    pub redo: Vec<(u64, PartRecords)>,
 }
 
 impl Decisions {
@@ -212,10 +244,12 @@ mod tests {
             b2.exchange(1, scan)
         });
         let mut scan0 = TxnScan::default();
-        scan0.intents.insert(t_ok, vec![(1, b"x".to_vec())]);
         scan0
             .intents
-            .insert(t_missing_part, vec![(1, b"y".to_vec())]);
+            .insert(t_ok, vec![(1, PartRecords::Section(b"x".to_vec()))]);
+        scan0
+            .intents
+            .insert(t_missing_part, vec![(1, PartRecords::V1(b"y".to_vec()))]);
         let d0 = board.exchange(0, scan0);
         let d1 = other.join().unwrap();
         assert!(d0.redo.is_empty());
@@ -224,6 +258,9 @@ mod tests {
             !d1.committed.contains(&t_no_intent),
             "a part without intent is dropped"
         );
-        assert_eq!(d1.redo, vec![(t_missing_part, b"y".to_vec())]);
+        assert_eq!(
+            d1.redo,
+            vec![(t_missing_part, PartRecords::V1(b"y".to_vec()))]
+        );
     }
 }

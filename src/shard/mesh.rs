@@ -27,7 +27,7 @@ pub enum Request {
         sync: bool,
         reply: oneshot::Sender<Result<super::Applied, super::ApplyError>>,
     },
-    /// Make room for a cross-shard part of `len` record bytes available to holds
+    /// Make room for a cross-shard part's frame of `len` payload bytes available to holds
     /// (`Shard::ensure_room`: the slow path of `txn`); the answer says whether it can
     /// be had, and why not.
     Hold {

@@ -24,6 +24,7 @@ pub use router::{shard_for, ShardId};
 pub use services::Services;
 
 use crate::config::{Config, SyncMode};
+use crate::event::compact::{section_bound, SectionWriter};
 use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
 use crate::ingest::decode::Decoder;
@@ -170,9 +171,6 @@ pub const PART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 /// entity).
 pub const COUNT_STEP_ENTITIES: usize = 65_536;
 
-/// Frame kind of a participant's part (re-exported for recovery's redo).
-pub(crate) const FRAME_PART_KIND: u8 = FRAME_PART;
-
 /// What applying records on their owning shard gave.
 #[derive(Debug, Clone, Copy)]
 pub struct Applied {
@@ -218,6 +216,8 @@ pub struct Shard {
     rolls_seen: Cell<(u64, u64)>,
     /// This shard's log; `None` only until recovery has finished.
     pub log: RefCell<Option<ShardLog>>,
+    /// Where a frame's payload is encoded before it is copied into the log (reused).
+    log_scratch: RefCell<Vec<u8>>,
     pub durability: Durability,
     /// A weak self-reference, to hand `Rc<Shard>` to spawned tasks.
     me: std::rc::Weak<Shard>,
@@ -229,9 +229,93 @@ pub struct Shard {
     on_applied: fn(&Shard, &[u8]),
 }
 
-/// Stamps each record's `prev_lsn` from the store and applies it at LSN
-/// `base + offset`. Used live and by recovery's redo of missing parts.
-pub fn apply_records(store: &mut Store, records: &mut [u8], base: u64, check: impl Fn(&[u8])) {
+/// The frame a shard's records go into, and what it carries besides them.
+pub enum FrameShape<'a> {
+    /// `FRAME_EVENTS`: the records alone.
+    Events,
+    /// `FRAME_PART`: `[txn u64]`, then the records.
+    Part { txn: u64 },
+    /// `FRAME_INTENT` (`log::txn`): the coordinator's part first, then every other
+    /// shard's, each encoded as its own section (their links are not known here: 0).
+    Intent {
+        txn: u64,
+        /// The coordinator: this shard.
+        me: u16,
+        others: &'a [(u16, &'a EventBatch)],
+    },
+}
+
+impl FrameShape<'_> {
+    /// Bytes the frame's payload takes at most with `own` as this shard's records.
+    pub fn payload_bound(&self, own: &EventBatch) -> usize {
+        let own = section_bound(own);
+        match self {
+            FrameShape::Events => own,
+            FrameShape::Part { .. } => txnlog::TXN_BYTES + own,
+            FrameShape::Intent { others, .. } => {
+                txnlog::INTENT_HEAD_BYTES
+                    + txnlog::INTENT_PART_HEAD_BYTES
+                    + own
+                    + others
+                        .iter()
+                        .map(|(_, b)| txnlog::INTENT_PART_HEAD_BYTES + section_bound(b))
+                        .sum::<usize>()
+            }
+        }
+    }
+
+    /// Writes what comes before this shard's section; returns the frame kind.
+    fn begin(&self, out: &mut Vec<u8>) -> u8 {
+        match self {
+            FrameShape::Events => FRAME_EVENTS,
+            FrameShape::Part { txn } => {
+                out.extend_from_slice(&txn.to_le_bytes());
+                FRAME_PART
+            }
+            FrameShape::Intent { txn, me, others } => {
+                txnlog::begin_intent(*txn, others.len() + 1, out);
+                txnlog::begin_part(*me, out);
+                FRAME_INTENT
+            }
+        }
+    }
+
+    /// Completes the payload after this shard's section of `own_len` bytes.
+    fn end(&self, own_len: usize, out: &mut Vec<u8>) {
+        if let FrameShape::Intent { others, .. } = self {
+            txnlog::end_part(out, own_len);
+            for (shard, b) in others.iter() {
+                txnlog::begin_part(*shard, out);
+                let mut w = SectionWriter::new(out, 0, SectionWriter::base_ms_of(&b.buf));
+                for r in b.records() {
+                    w.push(&r, 0);
+                }
+                let len = w.finish();
+                txnlog::end_part(out, len);
+            }
+        }
+    }
+}
+
+/// Where `apply_records` gets each record's LSN and what it does with the record's
+/// history link (the entity's previous head, which the store returns as it applies).
+pub enum ApplyTo<'w, 'o, 'r> {
+    /// Into the log: each record's LSN is where the section writer puts it, and the
+    /// writer encodes it with its link.
+    Log(&'w mut SectionWriter<'o, 'r>),
+    /// In memory only (a committed part the failed log could not take): record `i`
+    /// gets `base + i`, LSNs no log holds, so history reads end there.
+    Unlogged { base: u64 },
+}
+
+/// Applies each record of `records` to the store, in order, at the LSN `to` gives it,
+/// and hands it with its history link to the log's section writer.
+pub fn apply_records<'r>(
+    store: &mut Store,
+    records: &'r [u8],
+    mut to: ApplyTo<'_, '_, 'r>,
+    check: impl Fn(&[u8]),
+) {
     // Lookups run a group of PREFETCH_GROUP records ahead of the merges
     // (`Store::prefetch`), a group at a time: back-to-back lookups let the CPU wait on
     // their cache misses together.
@@ -247,15 +331,46 @@ pub fn apply_records(store: &mut Store, records: &mut [u8], base: u64, check: im
                 ahead = prefetch_record(store, records, ahead);
             }
         }
-        n += 1;
-        // One parse and one lookup per record: applying does not read `prev_lsn`, so
-        // it is written into the record after the store has given the old head.
+        // One parse and one lookup per record: the store gives the entity's previous
+        // head as it applies, and the log writes it as the record's link.
         let (r, len) = Record::parse(&records[off..]).expect("records are encoded by us");
         check(r.entity_id);
-        let (_, prev) = store.apply_chained(&r, base + off as u64);
-        crate::event::set_prev_lsn(&mut records[off..], prev);
+        match &mut to {
+            ApplyTo::Log(w) => {
+                let (_, prev) = store.apply_chained(&r, w.next_lsn());
+                w.push(&r, prev);
+            }
+            ApplyTo::Unlogged { base } => {
+                store.apply_chained(&r, *base + n as u64);
+            }
+        }
+        n += 1;
         off += len;
     }
+}
+
+/// Appends this shard's records (`own`) to `log` as one frame of the given shape,
+/// applying each to `store` at the LSN it gets and encoding it with its history link
+/// (`prev_lsn`, which the store gives as it applies) on the way: the frame's payload
+/// is built in `scratch` and copied into the log once. Returns the LSN just past the
+/// frame. Used live (`Shard::log_and_apply`), by recovery's redo and by the benches.
+pub fn log_and_apply(
+    log: &mut ShardLog,
+    store: &mut Store,
+    scratch: &mut Vec<u8>,
+    shape: FrameShape<'_>,
+    own: &EventBatch,
+    check: impl Fn(&[u8]),
+) -> Result<u64, AppendError> {
+    let frame_lsn = log.reserve(shape.payload_bound(own))?;
+    scratch.clear();
+    let kind = shape.begin(scratch);
+    let own_lsn = frame_lsn + ShardLog::PAYLOAD_OFFSET + scratch.len() as u64;
+    let mut w = SectionWriter::new(scratch, own_lsn, SectionWriter::base_ms_of(&own.buf));
+    apply_records(store, &own.buf, ApplyTo::Log(&mut w), check);
+    let own_len = w.finish();
+    shape.end(own_len, scratch);
+    Ok(log.append_with(kind, scratch.len(), |dst| dst.copy_from_slice(scratch)))
 }
 
 /// How many records `apply_records` looks up at a time, one group ahead of applying.
@@ -336,6 +451,7 @@ impl Shard {
             keeper_wake: RefCell::new(None),
             rolls_seen: Cell::new((0, 0)),
             log: RefCell::new(None),
+            log_scratch: RefCell::new(Vec::new()),
             durability: {
                 let d = Durability::default();
                 d.fail_next.set(
@@ -377,11 +493,10 @@ impl Shard {
     pub fn apply_local(&self, batch: &mut EventBatch) -> Result<u64, ApplyError> {
         batch.stamp_ingest(time::now_ms());
         match batch.txn {
-            None => self.log_and_apply(FRAME_EVENTS, &[], &mut batch.buf, &[]),
+            None => self.log_and_apply(FrameShape::Events, batch),
             Some(txn) => {
                 let lsn = self.log.borrow().as_ref().map_or(0, ShardLog::write_lsn);
-                let end =
-                    self.log_and_apply(FRAME_PART, &txn.to_le_bytes(), &mut batch.buf, &[])?;
+                let end = self.log_and_apply(FrameShape::Part { txn }, batch)?;
                 let now = std::time::Instant::now();
                 let mut recent = self.recent_parts.borrow_mut();
                 while recent
@@ -405,24 +520,20 @@ impl Shard {
         others: &[(u16, &EventBatch)],
     ) -> Result<u64, ApplyError> {
         own.stamp_ingest(time::now_ms());
-        let mut prefix = Vec::with_capacity(16);
-        prefix.extend_from_slice(&txn.to_le_bytes());
-        prefix.extend_from_slice(&((others.len() + 1) as u16).to_le_bytes());
-        prefix.extend_from_slice(&self.id.0.to_le_bytes());
-        prefix.extend_from_slice(&(own.buf.len() as u32).to_le_bytes());
-        let mut suffix = Vec::with_capacity(others.iter().map(|(_, b)| b.buf.len() + 6).sum());
-        for (shard, b) in others {
-            suffix.extend_from_slice(&shard.to_le_bytes());
-            suffix.extend_from_slice(&(b.buf.len() as u32).to_le_bytes());
-            suffix.extend_from_slice(&b.buf);
-        }
         if crate::failpoint::on("txn-intent-fails") {
             return Err(ApplyError::Storage(
                 "failpoint txn-intent-fails: the intent could not be appended".into(),
             ));
         }
         let lsn = self.log.borrow().as_ref().map_or(0, ShardLog::write_lsn);
-        let end = self.log_and_apply(FRAME_INTENT, &prefix, &mut own.buf, &suffix)?;
+        let end = self.log_and_apply(
+            FrameShape::Intent {
+                txn,
+                me: self.id.0,
+                others,
+            },
+            own,
+        )?;
         // reserve() may have rolled to a new segment: the frame starts at or after `lsn`.
         self.open_intents.borrow_mut().insert(txn, lsn);
         Ok(end)
@@ -452,8 +563,8 @@ impl Shard {
                 ));
                 batch.stamp_ingest(time::now_ms());
                 // LSNs no log holds: history reads of these records end there.
-                let base = UNLOGGED_LSN;
-                apply_records(&mut self.store.borrow_mut(), &mut batch.buf, base, |_| {});
+                let to = ApplyTo::Unlogged { base: UNLOGGED_LSN };
+                apply_records(&mut self.store.borrow_mut(), &batch.buf, to, |_| {});
                 (self.on_applied)(self, &batch.buf);
                 Applied {
                     end_lsn: 0,
@@ -463,16 +574,16 @@ impl Shard {
         }
     }
 
-    /// Makes room for a cross-shard part of `len` record bytes available to holds
-    /// (`Request::Hold`, the slow path of `txn` when `log_room` is short): makes the
-    /// spare segment now if need be, and publishes the new room.
-    pub fn ensure_room(&self, len: usize) -> Result<(), ApplyError> {
+    /// Makes room for a cross-shard part's frame of `payload_len` bytes (at most)
+    /// available to holds (`Request::Hold`, the slow path of `txn` when `log_room` is
+    /// short): makes the spare segment now if need be, and publishes the new room.
+    pub fn ensure_room(&self, payload_len: usize) -> Result<(), ApplyError> {
         let r = self
             .log
             .borrow_mut()
             .as_mut()
             .expect("writes arrive only after recovery")
-            .ensure_room(txnlog::TXN_BYTES + len)
+            .ensure_room(payload_len)
             .map_err(ApplyError::from);
         self.note_rolls();
         self.publish_room();
@@ -529,31 +640,23 @@ impl Shard {
         keeper::wake(self);
     }
 
-    /// Appends `prefix | records | suffix` as one frame, stamping each record's
-    /// `prev_lsn` and applying it to the store with its LSN.
-    fn log_and_apply(
-        &self,
-        kind: u8,
-        prefix: &[u8],
-        records: &mut [u8],
-        suffix: &[u8],
-    ) -> Result<u64, ApplyError> {
+    /// Appends this shard's records (`own`) as one frame of the given shape (see
+    /// [`log_and_apply`]) and shows them to the features (`on_applied`). Returns the
+    /// LSN just past the frame.
+    fn log_and_apply(&self, shape: FrameShape<'_>, own: &EventBatch) -> Result<u64, ApplyError> {
         let mut log_guard = self.log.borrow_mut();
         let log = log_guard
             .as_mut()
             .expect("writes arrive only after recovery");
-        let len = prefix.len() + records.len() + suffix.len();
-        let frame_lsn = log.reserve(len).map_err(ApplyError::from)?;
-        let base = frame_lsn + ShardLog::PAYLOAD_OFFSET + prefix.len() as u64;
-        apply_records(&mut self.store.borrow_mut(), records, base, |id| {
-            debug_assert_eq!(self.owner(id), self.id, "record routed to the wrong shard");
-        });
-        (self.on_applied)(self, records);
-        let end = log.append_with(kind, len, |dst| {
-            dst[..prefix.len()].copy_from_slice(prefix);
-            dst[prefix.len()..prefix.len() + records.len()].copy_from_slice(records);
-            dst[prefix.len() + records.len()..].copy_from_slice(suffix);
-        });
+        let end = log_and_apply(
+            log,
+            &mut self.store.borrow_mut(),
+            &mut self.log_scratch.borrow_mut(),
+            shape,
+            own,
+            |id| debug_assert_eq!(self.owner(id), self.id, "record routed to the wrong shard"),
+        )?;
+        (self.on_applied)(self, &own.buf);
         let rolled = log.rolls != self.rolls_seen.get().0;
         let room = log.capacity();
         drop(log_guard);

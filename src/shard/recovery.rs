@@ -12,12 +12,16 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{apply_records, Shard};
-use crate::event::Record;
+use super::{log_and_apply, FrameShape, Shard};
+use crate::event::compact::Section;
+use crate::event::{EventBatch, Record};
 use crate::log::scan::{self, RecoveryMode};
 use crate::log::snapshot::{self, LoadError, SnapshotMeta};
-use crate::log::txn::{self, TxnScan, TXN_BYTES};
-use crate::log::{ShardLog, FRAME_DONE, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
+use crate::log::txn::{self, PartRecords, TxnScan, TXN_BYTES};
+use crate::log::{
+    ShardLog, FRAME_DONE, FRAME_EVENTS, FRAME_EVENTS_V1, FRAME_INTENT, FRAME_INTENT_V1, FRAME_PART,
+    FRAME_PART_V1,
+};
 use crate::state::Store;
 
 /// How many records between two updates of the shared progress counter.
@@ -28,10 +32,57 @@ struct Replay<'a> {
     records: u64,
     bad_record: Option<u64>,
     shared: &'a super::Shared,
+    /// Where a section's records are decoded (reused).
+    decoded: Vec<u8>,
 }
 
 impl Replay<'_> {
-    /// Applies the records in `bytes`, which start at LSN `base`.
+    /// Applies the records of `part` (of a frame of segment format `v1` or not), which
+    /// starts at LSN `base`.
+    fn part(&mut self, part: &[u8], base: u64, v1: bool) {
+        if v1 {
+            self.records(part, base);
+        } else {
+            self.section(part, base);
+        }
+    }
+
+    /// Applies the records of the section `bytes` (the whole of them), at LSN `base`.
+    fn section(&mut self, bytes: &[u8], base: u64) {
+        let Some(section) = Section::parse(bytes).filter(|s| s.len() == bytes.len()) else {
+            self.bad_record.get_or_insert(base);
+            return;
+        };
+        let mut decoded = std::mem::take(&mut self.decoded);
+        decoded.clear();
+        let mut offsets = Vec::new();
+        if section
+            .decode(base, &mut decoded, |at, _| offsets.push(at))
+            .is_none()
+        {
+            self.bad_record.get_or_insert(base);
+        }
+        // Whatever decoded before a bad record is applied, as the fixed layout does.
+        let mut off = 0;
+        for at in offsets {
+            let (r, len) = Record::parse(&decoded[off..]).expect("decoded by us");
+            self.apply(&r, base + at as u64);
+            off += len;
+        }
+        self.decoded = decoded;
+    }
+
+    fn apply(&mut self, r: &Record<'_>, lsn: u64) {
+        self.store.apply(r, lsn);
+        self.records += 1;
+        if self.records % PROGRESS_EVERY_RECORDS == 0 {
+            self.shared
+                .replayed
+                .fetch_add(PROGRESS_EVERY_RECORDS, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies the fixed-layout records in `bytes`, which start at LSN `base`.
     fn records(&mut self, bytes: &[u8], base: u64) {
         let mut off = 0;
         while off < bytes.len() {
@@ -41,14 +92,8 @@ impl Replay<'_> {
                 self.bad_record.get_or_insert(base + off as u64);
                 return;
             };
-            self.store.apply(&r, base + off as u64);
+            self.apply(&r, base + off as u64);
             off += len;
-            self.records += 1;
-            if self.records % PROGRESS_EVERY_RECORDS == 0 {
-                self.shared
-                    .replayed
-                    .fetch_add(PROGRESS_EVERY_RECORDS, Ordering::Relaxed);
-            }
         }
     }
 }
@@ -63,18 +108,25 @@ fn scan_txns(
     let me = ident.0 as u16;
     let mut found = TxnScan::default();
     let (_, report) = scan::scan(dir, ident, from, mode, |_lsn, kind, payload| match kind {
-        FRAME_INTENT => {
+        FRAME_INTENT | FRAME_INTENT_V1 => {
             if let Some((t, parts)) = txn::decode_intent(payload) {
                 found.max_own_seq = found.max_own_seq.max(t & ((1 << 48) - 1));
                 let others = parts
                     .iter()
                     .filter(|(s, _, _)| *s != me)
-                    .map(|(s, _, b)| (*s, b.to_vec()))
+                    .map(|(s, _, b)| {
+                        let b = b.to_vec();
+                        let part = match kind {
+                            FRAME_INTENT => PartRecords::Section(b),
+                            _ => PartRecords::V1(b),
+                        };
+                        (*s, part)
+                    })
                     .collect();
                 found.intents.insert(t, others);
             }
         }
-        FRAME_PART => {
+        FRAME_PART | FRAME_PART_V1 => {
             if let Some(t) = payload.get(..TXN_BYTES) {
                 found
                     .parts
@@ -175,6 +227,7 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
                 records: 0,
                 bad_record: None,
                 shared: &shared,
+                decoded: Vec::new(),
             };
             let mut dropped = 0u64;
             let opened = ShardLog::open(
@@ -185,23 +238,25 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
                 mode,
                 |lsn, kind, payload| {
                     let base = lsn + ShardLog::PAYLOAD_OFFSET;
+                    let v1 = matches!(kind, FRAME_EVENTS_V1 | FRAME_INTENT_V1 | FRAME_PART_V1);
                     match kind {
-                        FRAME_EVENTS => replay.records(payload, base),
-                        FRAME_INTENT => {
+                        FRAME_EVENTS | FRAME_EVENTS_V1 => replay.part(payload, base, v1),
+                        FRAME_INTENT | FRAME_INTENT_V1 => {
                             if let Some((_, parts)) = txn::decode_intent(payload) {
                                 for (s, at, bytes) in parts {
                                     if s == id.0 {
-                                        replay.records(bytes, base + at as u64);
+                                        replay.part(bytes, base + at as u64, v1);
                                     }
                                 }
                             }
                         }
-                        FRAME_PART if payload.len() >= TXN_BYTES => {
+                        FRAME_PART | FRAME_PART_V1 if payload.len() >= TXN_BYTES => {
                             let t = u64::from_le_bytes(
                                 payload[..TXN_BYTES].try_into().expect("8 bytes"),
                             );
                             if decisions.keeps(t) {
-                                replay.records(&payload[TXN_BYTES..], base + TXN_BYTES as u64);
+                                let at = base + TXN_BYTES as u64;
+                                replay.part(&payload[TXN_BYTES..], at, v1);
                             } else {
                                 dropped += 1;
                             }
@@ -222,24 +277,39 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
             let (mut log, report) = opened.map_err(|e| e.to_string())?;
             // Parts whose coordinator logged the intent but which never reached us.
             let redone = decisions.redo.len();
-            for (t, mut records) in decisions.redo {
-                if !crate::event::valid_stored_records(&records) {
+            for (t, part) in decisions.redo {
+                let batch = match &part {
+                    PartRecords::Section(b) => Section::parse(b)
+                        .filter(|s| s.len() == b.len())
+                        .and_then(|s| s.to_batch(0)),
+                    PartRecords::V1(b) => crate::event::valid_stored_records(b).then(|| {
+                        let mut batch = EventBatch::default();
+                        for r in crate::event::Records::new(b) {
+                            batch.count += 1;
+                            batch.props += crate::event::Properties(r.properties).count() as u32;
+                        }
+                        batch.buf = b.clone();
+                        batch
+                    }),
+                };
+                let Some(batch) = batch else {
                     return Err(format!(
                         "the intent of cross-shard batch {t:#x} passed its checksum but its \
                          part for this shard cannot be decoded (data written by an \
                          incompatible version?)"
                     ));
-                }
-                let len = TXN_BYTES + records.len();
-                let frame_lsn = log
-                    .reserve(len)
-                    .map_err(|e| format!("cannot append a recovered part: {e:?}"))?;
-                let base = frame_lsn + ShardLog::PAYLOAD_OFFSET + TXN_BYTES as u64;
-                apply_records(&mut replay.store, &mut records, base, |_| {});
-                log.append_with(super::FRAME_PART_KIND, len, |dst| {
-                    dst[..TXN_BYTES].copy_from_slice(&t.to_le_bytes());
-                    dst[TXN_BYTES..].copy_from_slice(&records);
-                });
+                };
+                let mut scratch = Vec::new();
+                let shape = FrameShape::Part { txn: t };
+                log_and_apply(
+                    &mut log,
+                    &mut replay.store,
+                    &mut scratch,
+                    shape,
+                    &batch,
+                    |_| {},
+                )
+                .map_err(|e| format!("cannot append a recovered part: {e}"))?;
             }
             if snap.is_some() {
                 eprintln!(

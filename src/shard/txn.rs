@@ -30,7 +30,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{ApplyError, Shard, ShardId};
+use super::{ApplyError, FrameShape, Shard, ShardId};
 use crate::config::SyncMode;
 use crate::event::EventBatch;
 use crate::log::frame::frame_len;
@@ -169,8 +169,9 @@ async fn apply_across(
             refused.get_or_insert(ApplyError::Unavailable);
             continue;
         }
-        let len = batches[to.index()].buf.len();
-        let need = frame_len(txnlog::TXN_BYTES + len) as u64;
+        // The part's frame at most: `Shard::log_and_apply` reserves the same bound.
+        let len = FrameShape::Part { txn: 0 }.payload_bound(&batches[to.index()]);
+        let need = frame_len(len) as u64;
         if !holds.try_hold(to, need) {
             match shard.mesh.send_hold(to, len).await {
                 Ok(rx) => short.push((to, need, rx)),
