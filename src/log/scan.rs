@@ -229,12 +229,41 @@ pub fn scan(
         .windows(2)
         .take_while(|pair| pair[1].0 <= from_lsn)
         .count();
+    // Segments wholly before `from_lsn` hold nothing to replay, but history still
+    // reads them and retention deletes them in turn: they are mapped, not scanned
+    // (their frames were checked when the snapshot's log was replayed). Only the run
+    // that leads without a gap to where the scan starts is kept; a segment that does
+    // not open ends history there (a warning, not a failed start).
+    for (base_lsn, path) in &listed[..first] {
+        match Segment::open(path) {
+            Ok(seg) if (seg.header().shard_id, seg.header().shard_count) == shard => {
+                if segments
+                    .last()
+                    .is_some_and(|l: &Segment| l.end_lsn() != *base_lsn)
+                {
+                    segments.clear();
+                }
+                segments.push(seg);
+            }
+            Ok(_) | Err(_) => {
+                eprintln!(
+                    "flux: {} cannot be opened as a segment of this shard; history reads \
+                     end after it",
+                    path.display()
+                );
+                segments.clear();
+            }
+        }
+    }
     let mut next_base = NextBase::AtOrBelow(from_lsn);
     // The segment opened before this one, for the seal check.
     let mut prev: Option<Prev> = None;
     // Bound: one turn per listed segment.
     for (index, (base_lsn, path)) in listed.iter().enumerate().skip(first) {
         let is_last = index + 1 == listed.len();
+        if index == first && segments.last().is_some_and(|l| l.end_lsn() != *base_lsn) {
+            segments.clear();
+        }
         if let Some(expected_base_lsn) = next_base.violated_by(*base_lsn) {
             let gap = ScanError::Gap {
                 path: path.clone(),

@@ -573,20 +573,27 @@ fn from_lsn_filters_frames_but_checks_them() {
     );
 }
 
+/// Segments wholly below `from_lsn` (before a snapshot's replay point) are mapped for
+/// history reads and retention but not scanned: damage inside them fails nothing, and
+/// one that does not open only ends the run that history can read.
 #[test]
-fn segments_wholly_below_from_lsn_are_not_opened() {
+fn segments_wholly_below_from_lsn_are_mapped_not_scanned() {
     let mut log = Log::new();
-    let written = log.append_n(2 * PER_SEGMENT + 5);
+    let written = log.append_n(3 * PER_SEGMENT + 5);
     log.close();
-    flip(&log.seg_path(0), 3); // bad magic: would fail if opened
-    let from = written[2 * PER_SEGMENT as usize + 1];
-    let (frames, segments, _) = scan_ok(log.path(), from, RecoveryMode::Strict);
-    assert_eq!(lsns(&frames), written[2 * PER_SEGMENT as usize + 1..]);
+    let in_segment = |n: u64| written.iter().position(|&l| l / SIZE_BYTES == n).unwrap();
+    flip(&log.seg_path(0), 3); // bad magic: cannot be opened
+    let bad = written[in_segment(1) + 1];
+    flip(&log.seg_path(SIZE_BYTES), bad - SIZE_BYTES + 40); // a bad frame
+    let first = in_segment(3) + 1;
+    let (frames, segments, _) = scan_ok(log.path(), written[first], RecoveryMode::Strict);
+    assert_eq!(lsns(&frames), written[first..]);
     let bases: Vec<u64> = segments.iter().map(|s| s.base_lsn()).collect();
-    assert_eq!(bases, [2 * SIZE_BYTES]);
-    // Exactly at a segment's base: the one before it is not needed either.
-    let (_, segments, _) = scan_ok(log.path(), SIZE_BYTES, RecoveryMode::Strict);
+    assert_eq!(bases, [SIZE_BYTES, 2 * SIZE_BYTES, 3 * SIZE_BYTES]);
+    // Exactly at a segment's base: the ones before it are mapped likewise.
+    let (_, segments, _) = scan_ok(log.path(), 2 * SIZE_BYTES, RecoveryMode::Strict);
     assert_eq!(segments[0].base_lsn(), SIZE_BYTES);
+    assert_eq!(segments.len(), 3);
 }
 
 #[test]
