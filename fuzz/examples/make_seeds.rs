@@ -14,7 +14,11 @@ use flux::ingest::decode::Decoder;
 use flux::log::segment::{Segment, SegmentHeader, SEGMENT_HEADER_BYTES};
 use flux::log::snapshot::{self, SnapshotMeta};
 use flux::log::txn::{encode_intent, txn_id};
-use flux::log::{FRAME_DONE, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
+use flux::event::compact::SectionWriter;
+use flux::log::{
+    FRAME_DONE, FRAME_EVENTS, FRAME_EVENTS_V1, FRAME_INTENT, FRAME_INTENT_V1, FRAME_PART,
+    FRAME_PART_V1,
+};
 use flux::state::Store;
 
 const EVENT: &str = r#"{"stream":"sensors.zone-1","source":"gw-7","timestamp":1707912000000,"payload":{"entity_id":"temp-01","properties":{"temperature":22.50,"unit":"celsius"}}}"#;
@@ -158,6 +162,19 @@ fn records(events: &[&str]) -> Vec<u8> {
     batch.buf
 }
 
+/// `records` (fixed layout) as a section at `lsn`, as the log writes them (links: the
+/// record 100 bytes back, where there is one).
+fn section(records: &[u8], lsn: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = SectionWriter::new(&mut out, lsn, SectionWriter::base_ms_of(records));
+    for r in flux::event::Records::new(records) {
+        let prev = w.next_lsn().saturating_sub(100);
+        w.push(&r, prev);
+    }
+    w.finish();
+    out
+}
+
 /// A 4 KiB segment of shard 1 of 2 with `frames` appended by the real encoder; returns
 /// the bytes after its header, trailing zeros cut.
 fn segment_body(base_lsn: u64, frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
@@ -191,11 +208,23 @@ fn log_scan(dir: &Path) {
     encode_intent(t, &[(1, &events), (0, &records(&[EVENT]))], &mut intent);
     let mut part = t.to_le_bytes().to_vec();
     part.extend_from_slice(&records(&[EVENT_FULL]));
+    // This build's frames hold sections; the `_V1` kinds (old logs) fixed-layout records.
+    let mut c_intent = Vec::new();
+    encode_intent(
+        t,
+        &[(1, &section(&events, 64)), (0, &section(&records(&[EVENT]), 0))],
+        &mut c_intent,
+    );
+    let mut c_part = t.to_le_bytes().to_vec();
+    c_part.extend_from_slice(&section(&records(&[EVENT_FULL]), 0));
     let frames = vec![
-        (FRAME_EVENTS, events.clone()),
-        (FRAME_INTENT, intent),
-        (FRAME_PART, part),
+        (FRAME_EVENTS, section(&events, 64)),
+        (FRAME_INTENT, c_intent),
+        (FRAME_PART, c_part),
         (FRAME_DONE, t.to_le_bytes().to_vec()),
+        (FRAME_EVENTS_V1, events.clone()),
+        (FRAME_INTENT_V1, intent),
+        (FRAME_PART_V1, part),
     ];
     let body = segment_body(0, &frames);
     let with = |flags: u8, param: u8, body: &[u8]| [&[flags, param][..], body].concat();
@@ -208,7 +237,7 @@ fn log_scan(dir: &Path) {
     put(dir, "corrupt", &with(0, 0, &flipped));
     // Two segments, the second continuing at the end of the first (4096); from a
     // replay point inside the first.
-    let second = segment_body(4096, &[(FRAME_EVENTS, events)]);
+    let second = segment_body(4096, &[(FRAME_EVENTS, section(&events, 4160))]);
     let split = body.len();
     let both = [body, second].concat();
     let param = (split * 255).div_ceil(both.len()) as u8;
@@ -236,10 +265,11 @@ fn snapshot_load(dir: &Path) {
     let mut w = snapshot::Writer::create(&tmp).expect("snapshot writer");
     let mut buf = Vec::new();
     snapshot::write_header(&mut buf, &meta);
+    let mut enc = snapshot::EntityWriter::default();
     for (id, e) in store.range(b"", None) {
-        snapshot::write_entity(&mut buf, id, e);
+        enc.write(&mut buf, id, e);
     }
-    snapshot::write_trailer(&mut buf, store.len() as u64);
+    snapshot::EntityWriter::finish(&mut buf, store.len() as u64);
     w.write(&buf).expect("write snapshot");
     w.finish().expect("finish snapshot");
     let file = std::fs::read(snapshot::path(&tmp)).expect("read snapshot");

@@ -1,7 +1,9 @@
 //! The log frame reader (`log::frame::read_frame`) and the recovery scan of a shard's
 //! segments (`log::scan::scan`), with what recovery does with each frame: decode its
-//! records (`event::Record::parse`, `log::txn::decode_intent`) and apply them to a
-//! store (`state::Store::apply`), then render every entity as a read would.
+//! records (sections: `event::compact::Section`, each record also read alone by its
+//! LSN with `decode_at` as history does; fixed-layout `_V1` frames:
+//! `event::Record::parse_stored`; intents: `log::txn::decode_intent`) and apply them to
+//! a store (`state::Store::apply`), then render every entity as a read would.
 //!
 //! Input: `[flags][param][body...]`. The body becomes the frames area of one or two
 //! segment files with valid headers, written to a scratch directory (on /dev/shm when
@@ -28,13 +30,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use flux::event::compact::{decode_at, Section};
 use flux::event::Record;
 use flux::log::frame::{claimed_extent, frame_crc, read_frame, FrameRead, FRAME_HEADER_BYTES};
 use flux::log::naming::segment_file_name;
 use flux::log::scan::{scan, RecoveryMode, ScanError};
 use flux::log::segment::{SegmentHeader, SEGMENT_HEADER_BYTES, SEGMENT_SIZE_MIN_BYTES};
 use flux::log::txn::{decode_intent, TXN_BYTES};
-use flux::log::{FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
+use flux::log::{
+    FRAME_EVENTS, FRAME_EVENTS_V1, FRAME_INTENT, FRAME_INTENT_V1, FRAME_PART, FRAME_PART_V1,
+};
 use flux::state::{write_entity_json, Store};
 use libfuzzer_sys::fuzz_target;
 
@@ -102,7 +107,36 @@ fn write_files(dir: &Path, files: &[SegmentFile]) {
     }
 }
 
-/// What recovery does with the records of one frame.
+/// What recovery does with the records of one part: a section (this build's frame
+/// kinds) or fixed-layout records (the `_V1` kinds). Every record of a section is also
+/// read back alone by its LSN, as history does.
+fn replay_part(store: &mut Store, part: &[u8], base: u64, v1: bool) {
+    if v1 {
+        return replay(store, part, base);
+    }
+    let Some(section) = Section::parse(part).filter(|s| s.len() == part.len()) else {
+        return; // recovery stops with "passed its checksum but cannot be decoded"
+    };
+    let mut decoded = Vec::new();
+    let mut offsets = Vec::new();
+    let whole = section.decode(base, &mut decoded, |at, _| offsets.push(at));
+    let mut off = 0;
+    let mut one = Vec::new();
+    for at in offsets {
+        let (r, len) = Record::parse_stored(&decoded[off..]).expect("a decoded record is valid");
+        let lsn = base + at as u64;
+        one.clear();
+        let section_of = |l: u64| part.get(usize::try_from(l.checked_sub(base)?).ok()?..);
+        decode_at(&part[at..], lsn, section_of, &mut one).expect("decodes alone as in order");
+        assert_eq!(one, decoded[off..off + len], "random access = sequential");
+        store.apply(&r, lsn);
+        off += len;
+    }
+    assert_eq!(off, decoded.len());
+    let _ = whole;
+}
+
+/// What recovery does with fixed-layout records.
 fn replay(store: &mut Store, records: &[u8], base: u64) {
     let mut off = 0;
     while off < records.len() {
@@ -130,20 +164,22 @@ fn run(dir: &Path, from_lsn: u64, mode: RecoveryMode) -> Result<Outcome, ScanErr
     let result = scan(dir, SHARD, from_lsn, mode, |lsn, kind, payload| {
         frames.push((lsn, kind, payload.to_vec()));
         let base = lsn + FRAME_HEADER_BYTES as u64;
+        let v1 = matches!(kind, FRAME_EVENTS_V1 | FRAME_INTENT_V1 | FRAME_PART_V1);
         match kind {
-            FRAME_EVENTS => replay(&mut store, payload, base),
-            FRAME_INTENT => {
+            FRAME_EVENTS | FRAME_EVENTS_V1 => replay_part(&mut store, payload, base, v1),
+            FRAME_INTENT | FRAME_INTENT_V1 => {
                 if let Some((_, parts)) = decode_intent(payload) {
                     for (shard, at, bytes) in parts {
                         assert!(at + bytes.len() <= payload.len());
                         if u32::from(shard) == SHARD.0 {
-                            replay(&mut store, bytes, base + at as u64);
+                            replay_part(&mut store, bytes, base + at as u64, v1);
                         }
                     }
                 }
             }
-            FRAME_PART if payload.len() >= TXN_BYTES => {
-                replay(&mut store, &payload[TXN_BYTES..], base + TXN_BYTES as u64)
+            FRAME_PART | FRAME_PART_V1 if payload.len() >= TXN_BYTES => {
+                let at = base + TXN_BYTES as u64;
+                replay_part(&mut store, &payload[TXN_BYTES..], at, v1)
             }
             _ => {}
         }

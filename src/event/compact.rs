@@ -191,10 +191,7 @@ impl<'o, 'r> SectionWriter<'o, 'r> {
             let (ty, payload) = classify(value);
             let n = self.name(2 + i, key);
             self.put_name(n, ty, key);
-            match payload {
-                Payload::Bytes(b) => put_bytes(self.out, b),
-                Payload::Int(v) => put_varint(self.out, v),
-            }
+            put_payload(self.out, payload);
         }
     }
 
@@ -246,7 +243,9 @@ impl<'o, 'r> SectionWriter<'o, 'r> {
     }
 }
 
-enum Payload<'a> {
+/// A property value as stored: bytes (raw JSON, or a string without its quotes) or an
+/// integer (see [`classify`]).
+pub(crate) enum Payload<'a> {
     Bytes(&'a [u8]),
     Int(u64),
 }
@@ -254,7 +253,7 @@ enum Payload<'a> {
 /// How a raw JSON value is stored: quotes dropped from a string, an integer as a
 /// varint when its text is canonical (so it renders back to the same bytes).
 #[inline]
-fn classify(v: &[u8]) -> (u64, Payload<'_>) {
+pub(crate) fn classify(v: &[u8]) -> (u64, Payload<'_>) {
     match v {
         [b'"', inner @ .., b'"'] => (VALUE_STRING, Payload::Bytes(inner)),
         [b'-', digits @ ..] => match canonical_uint(digits) {
@@ -333,7 +332,7 @@ fn unzz(z: u64, base: u64) -> u64 {
 }
 
 #[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -342,27 +341,36 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 #[inline]
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
+/// Writes the payload of a classified value (after its type went into a header).
+#[inline]
+pub(crate) fn put_payload(out: &mut Vec<u8>, p: Payload<'_>) {
+    match p {
+        Payload::Bytes(b) => put_bytes(out, b),
+        Payload::Int(v) => put_varint(out, v),
+    }
+}
+
 /// A bounds-checked reader: every read returns `None` past the end.
-struct Cursor<'a> {
-    b: &'a [u8],
-    at: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) at: usize,
 }
 
 impl<'a> Cursor<'a> {
     #[inline]
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         let v = *self.b.get(self.at)?;
         self.at += 1;
         Some(v)
     }
 
     #[inline]
-    fn varint(&mut self) -> Option<u64> {
+    pub(crate) fn varint(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.u8()?;
@@ -379,14 +387,14 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let s = self.b.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
         Some(s)
     }
 
     #[inline]
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.varint()?).ok()?;
         self.take(n)
     }
@@ -600,30 +608,39 @@ impl<'a> Section<'a> {
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(key);
         let v_at = out.len();
-        match ty {
-            VALUE_RAW => out.extend_from_slice(c.bytes()?),
-            VALUE_STRING => {
-                out.push(b'"');
-                out.extend_from_slice(c.bytes()?);
-                out.push(b'"');
-            }
-            VALUE_UINT => {
-                out.extend_from_slice(itoa::Buffer::new().format(c.varint()?).as_bytes());
-            }
-            _ => {
-                let m = c.varint()?;
-                if m == 0 {
-                    return None;
-                }
-                out.push(b'-');
-                out.extend_from_slice(itoa::Buffer::new().format(m).as_bytes());
-            }
-        }
+        read_value(c, ty, out)?;
         let vl = u32::try_from(out.len() - v_at).ok()?;
         out[vl_at..vl_at + 4].copy_from_slice(&vl.to_le_bytes());
         Some(())
     }
+}
 
+/// Reads a value of type `ty` (the two low bits of its header) and appends its JSON
+/// text to `out`, byte for byte what was classified.
+pub(crate) fn read_value(c: &mut Cursor<'_>, ty: u64, out: &mut Vec<u8>) -> Option<()> {
+    match ty {
+        VALUE_RAW => out.extend_from_slice(c.bytes()?),
+        VALUE_STRING => {
+            out.push(b'"');
+            out.extend_from_slice(c.bytes()?);
+            out.push(b'"');
+        }
+        VALUE_UINT => {
+            out.extend_from_slice(itoa::Buffer::new().format(c.varint()?).as_bytes());
+        }
+        _ => {
+            let m = c.varint()?;
+            if m == 0 {
+                return None;
+            }
+            out.push(b'-');
+            out.extend_from_slice(itoa::Buffer::new().format(m).as_bytes());
+        }
+    }
+    Some(())
+}
+
+impl<'a> Section<'a> {
     /// A name reference: the name and the two type bits below it (`typed`), or the
     /// name alone (which must then have zero type bits).
     fn name_ref(&self, c: &mut Cursor<'a>, typed: bool) -> Option<(&'a [u8], u64)> {

@@ -73,6 +73,7 @@ pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStat
     let mut entities = 0u64;
     let mut bytes = 0u64;
     let mut first = true;
+    let mut encoder = snapshot::EntityWriter::default();
     loop {
         let mut buf = Vec::with_capacity(256 * 1024);
         if first {
@@ -87,7 +88,7 @@ pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStat
                 if n == CHUNK_ENTITIES {
                     break;
                 }
-                snapshot::write_entity(&mut buf, id, e);
+                encoder.write(&mut buf, id, e);
                 last = Some(id);
                 n += 1;
             }
@@ -98,7 +99,7 @@ pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStat
             n < CHUNK_ENTITIES
         };
         if done {
-            snapshot::write_trailer(&mut buf, entities);
+            snapshot::EntityWriter::finish(&mut buf, entities);
         }
         bytes += buf.len() as u64;
         writer = blocking(move || writer.write(&buf).map(|()| writer)).await?;
