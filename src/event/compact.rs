@@ -400,6 +400,47 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// What the store reads of a record (see `state::Store::apply_update`).
+#[derive(Debug, Clone, Copy)]
+pub struct Update<'a> {
+    pub kind: u8,
+    pub entity_id: &'a [u8],
+    pub ingest_ms: u64,
+    /// Property list (`event::Properties`).
+    pub properties: &'a [u8],
+}
+
+/// One record as [`Section::replay`] found it: where its entity id lies in the
+/// section and its property list in the caller's buffer.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub lsn: u64,
+    pub kind: u8,
+    pub ingest_ms: u64,
+    pub entity: std::ops::Range<usize>,
+    pub properties: std::ops::Range<usize>,
+}
+
+enum EventId<'a> {
+    Uuid([u8; 16]),
+    Text(&'a [u8]),
+}
+
+/// A record's fields before its properties.
+struct Head<'a> {
+    kind: u8,
+    event_id: EventId<'a>,
+    ingest_ms: u64,
+    timestamp_ms: u64,
+    prev_lsn: u64,
+    stream: &'a [u8],
+    source: &'a [u8],
+    key: Option<&'a [u8]>,
+    schema: Option<&'a [u8]>,
+    entity_id: &'a [u8],
+    count: u64,
+}
+
 /// A parsed section: its dictionary and where its records lie.
 pub struct Section<'a> {
     bytes: &'a [u8],
@@ -488,9 +529,9 @@ impl<'a> Section<'a> {
         Some(batch)
     }
 
-    /// Decodes the record at offset `at` (LSN `lsn`) into `out`; returns the offset
-    /// after it.
-    fn decode_one(&self, at: usize, lsn: u64, out: &mut Vec<u8>) -> Option<usize> {
+    /// Reads and checks the fields of the record at offset `at` (LSN `lsn`) up to its
+    /// property count; the cursor is left at its first property.
+    fn head(&self, at: usize, lsn: u64) -> Option<(Head<'a>, Cursor<'a>)> {
         let mut c = Cursor {
             b: self.bytes.get(..self.dict_at)?,
             at,
@@ -503,8 +544,7 @@ impl<'a> Section<'a> {
         if c.varint()? != at as u64 {
             return None;
         }
-        let mut id_text = [0u8; 36];
-        let event_id: &[u8] = if flags & FLAG_UUID != 0 {
+        let event_id = if flags & FLAG_UUID != 0 {
             let ms = unzz(c.varint()?, self.base_ms);
             if ms >> 48 != 0 {
                 return None;
@@ -512,12 +552,13 @@ impl<'a> Section<'a> {
             let mut u = [0u8; 16];
             u[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
             u[6..].copy_from_slice(c.take(10)?);
-            uuid::Uuid::from_bytes(u)
-                .hyphenated()
-                .encode_lower(&mut id_text);
-            &id_text
+            EventId::Uuid(u)
         } else {
-            c.bytes()?
+            let text = c.bytes()?;
+            if text.len() > u8::MAX as usize {
+                return None;
+            }
+            EventId::Text(text)
         };
         let ingest_ms = if flags & FLAG_NO_INGEST != 0 {
             0
@@ -552,8 +593,7 @@ impl<'a> Section<'a> {
             None
         };
         let entity_id = c.bytes()?;
-        if event_id.len() > u8::MAX as usize
-            || stream.len() > u8::MAX as usize
+        if stream.len() > u8::MAX as usize
             || source.len() > u8::MAX as usize
             || entity_id.len() > u16::MAX as usize
             || key.is_some_and(|k| k.len() > u32::MAX as usize)
@@ -565,37 +605,124 @@ impl<'a> Section<'a> {
         if kind == KIND_TOMBSTONE && count != 0 {
             return None;
         }
+        Some((
+            Head {
+                kind,
+                event_id,
+                ingest_ms,
+                timestamp_ms,
+                prev_lsn,
+                stream,
+                source,
+                key,
+                schema,
+                entity_id,
+                count,
+            },
+            c,
+        ))
+    }
+
+    /// Appends `count` properties at the cursor to `out` in the property-list format
+    /// (`event::push_property`); `out` is left as it was on `None`.
+    fn properties(&self, c: &mut Cursor<'a>, count: u64, out: &mut Vec<u8>) -> Option<()> {
         let start = out.len();
-        out.extend_from_slice(&[0; 4]);
-        out.push(kind);
-        out.extend_from_slice(&ingest_ms.to_le_bytes());
-        out.extend_from_slice(&timestamp_ms.to_le_bytes());
-        out.extend_from_slice(&prev_lsn.to_le_bytes());
-        push_u8_str(out, event_id);
-        push_u8_str(out, stream);
-        push_u8_str(out, source);
-        push_u32_bytes(out, key.unwrap_or_default());
-        push_u32_bytes(out, schema.unwrap_or_default());
-        out.extend_from_slice(&(entity_id.len() as u16).to_le_bytes());
-        out.extend_from_slice(entity_id);
-        let props_at = out.len();
-        out.extend_from_slice(&[0; 4]);
-        let mut ok = Some(());
         for _ in 0..count {
-            ok = self.decode_property(&mut c, out);
-            if ok.is_none() {
-                break;
+            if self.decode_property(c, out).is_none() {
+                out.truncate(start);
+                return None;
             }
         }
-        let props_len = u32::try_from(out.len() - props_at - 4).ok();
+        u32::try_from(out.len() - start)
+            .ok()
+            .map(|_| ())
+            .or_else(|| {
+                out.truncate(start);
+                None
+            })
+    }
+
+    /// Decodes the record at offset `at` (LSN `lsn`) into `out`; returns the offset
+    /// after it.
+    fn decode_one(&self, at: usize, lsn: u64, out: &mut Vec<u8>) -> Option<usize> {
+        let (h, mut c) = self.head(at, lsn)?;
+        let mut id_text = [0u8; 36];
+        let event_id: &[u8] = match h.event_id {
+            EventId::Uuid(u) => uuid::Uuid::from_bytes(u)
+                .hyphenated()
+                .encode_lower(&mut id_text)
+                .as_bytes(),
+            EventId::Text(t) => t,
+        };
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        out.push(h.kind);
+        out.extend_from_slice(&h.ingest_ms.to_le_bytes());
+        out.extend_from_slice(&h.timestamp_ms.to_le_bytes());
+        out.extend_from_slice(&h.prev_lsn.to_le_bytes());
+        push_u8_str(out, event_id);
+        push_u8_str(out, h.stream);
+        push_u8_str(out, h.source);
+        push_u32_bytes(out, h.key.unwrap_or_default());
+        push_u32_bytes(out, h.schema.unwrap_or_default());
+        out.extend_from_slice(&(h.entity_id.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.entity_id);
+        let props_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let props = self.properties(&mut c, h.count, out);
         let len = u32::try_from(out.len() - start).ok();
-        let (Some(()), Some(props_len), Some(len)) = (ok, props_len, len) else {
+        let (Some(()), Some(len)) = (props, len) else {
             out.truncate(start);
             return None;
         };
+        let props_len = (out.len() - props_at - 4) as u32;
         out[props_at..props_at + 4].copy_from_slice(&props_len.to_le_bytes());
         out[start..start + 4].copy_from_slice(&len.to_le_bytes());
         Some(c.at)
+    }
+
+    /// What recovery needs of each record, without building the whole in-memory
+    /// record (no event id text, names, key or schema copied): appends one
+    /// [`Replayed`] per record to `out` and their property lists to `props`, with the
+    /// same checks as [`Section::decode`]; [`Section::update`] turns one into what the
+    /// store applies. `None` if a record is malformed (the ones before it are in
+    /// `out`).
+    pub fn replay(
+        &self,
+        section_lsn: u64,
+        props: &mut Vec<u8>,
+        out: &mut Vec<Replayed>,
+    ) -> Option<u32> {
+        let mut at = SECTION_HEADER_BYTES;
+        let mut n = 0u32;
+        while at < self.dict_at {
+            let lsn = section_lsn + at as u64;
+            let (h, mut c) = self.head(at, lsn)?;
+            let props_at = props.len();
+            self.properties(&mut c, h.count, props)?;
+            let entity_at = h.entity_id.as_ptr() as usize - self.bytes.as_ptr() as usize;
+            out.push(Replayed {
+                lsn,
+                kind: h.kind,
+                ingest_ms: h.ingest_ms,
+                entity: entity_at..entity_at + h.entity_id.len(),
+                properties: props_at..props.len(),
+            });
+            at = c.at;
+            n += 1;
+        }
+        (at == self.dict_at).then_some(n)
+    }
+
+    /// The update `r` (from [`Section::replay`] with `props`) stands for.
+    #[inline]
+    pub fn update<'s>(&'s self, r: &Replayed, props: &'s [u8]) -> Update<'s> {
+        Update {
+            kind: r.kind,
+            entity_id: &self.bytes[r.entity.clone()],
+            ingest_ms: r.ingest_ms,
+            properties: &props[r.properties.clone()],
+        }
     }
 
     fn decode_property(&self, c: &mut Cursor<'a>, out: &mut Vec<u8>) -> Option<()> {

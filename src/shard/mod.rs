@@ -374,7 +374,7 @@ pub fn log_and_apply(
 }
 
 /// How many records `apply_records` looks up at a time, one group ahead of applying.
-const PREFETCH_GROUP: usize = 8;
+pub(crate) const PREFETCH_GROUP: usize = 8;
 
 /// Looks up the entity of the record at `off` (if any) and returns the next offset.
 #[inline]

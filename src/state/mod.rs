@@ -29,6 +29,7 @@ use std::collections::BTreeSet;
 
 use hashbrown::HashMap;
 
+use crate::event::compact::Update;
 use crate::event::{Record, KIND_EVENT, KIND_TOMBSTONE};
 use crate::json;
 use crate::time;
@@ -97,6 +98,20 @@ impl Store {
     /// `last_lsn` before this record, 0 if none): the record's `prev_lsn`. One hash
     /// lookup serves both (the ingest path's hottest lookup).
     pub fn apply_chained(&mut self, r: &Record<'_>, lsn: u64) -> (bool, u64) {
+        self.apply_update(
+            &Update {
+                kind: r.kind,
+                entity_id: r.entity_id,
+                ingest_ms: r.ingest_ms,
+                properties: r.properties,
+            },
+            lsn,
+        )
+    }
+
+    /// [`Store::apply_chained`] of what the store reads of a record (recovery decodes
+    /// no more than this from the log: `event::compact::Section::replay`).
+    pub fn apply_update(&mut self, r: &Update<'_>, lsn: u64) -> (bool, u64) {
         self.records_applied += 1;
         match r.kind {
             KIND_EVENT => {
