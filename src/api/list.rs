@@ -117,8 +117,9 @@ pub async fn stream(
     let chunked = !http10;
     let mut remaining = q.limit.unwrap_or(usize::MAX);
     respond::stream_head(out, persist, http10);
-    let mut body = Vec::with_capacity(WRITE_FLUSH_BYTES + LIST_PAGE_BYTES);
-    body.push(b'[');
+    // Entities go from the shards' pages straight into chunks of `out`.
+    let mut chunk = respond::begin_chunk(out, chunked);
+    out.push(b'[');
 
     let mut cursors = Vec::with_capacity(shard.count);
     if !q.empty && remaining > 0 {
@@ -153,10 +154,10 @@ pub async fn stream(
         let Some(b) = best else { break };
         let c = &mut cursors[b];
         if !first {
-            body.push(b',');
+            out.push(b',');
         }
         first = false;
-        body.extend_from_slice(c.page.item(c.pos).1);
+        out.extend_from_slice(c.page.item(c.pos).1);
         c.pos += 1;
         remaining -= 1;
         if c.pos == c.page.len() && c.page.more && remaining > 0 {
@@ -168,15 +169,15 @@ pub async fn stream(
                 .map_err(|_| unavailable())?;
             c.pos = 0;
         }
-        if body.len() >= WRITE_FLUSH_BYTES {
-            respond::chunk(out, &body, chunked);
-            body.clear();
+        if out.len() - chunk >= WRITE_FLUSH_BYTES {
+            respond::end_chunk(out, chunk, chunked);
             stream.write_all(out).await?;
             out.clear();
+            chunk = respond::begin_chunk(out, chunked);
         }
     }
-    body.push(b']');
-    respond::chunk(out, &body, chunked);
+    out.push(b']');
+    respond::end_chunk(out, chunk, chunked);
     respond::last_chunk(out, chunked);
     stream.write_all(out).await?;
     out.clear();

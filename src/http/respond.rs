@@ -156,6 +156,41 @@ pub fn chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
     }
 }
 
+/// Starts a chunk whose data the caller appends to `out` in place (no copy through a
+/// buffer of its own); [`end_chunk`] writes its size. Returns where it starts. The size
+/// goes in as 8 hex digits with leading zeros (RFC 9112: `chunk-size = 1*HEXDIG`), so
+/// its room is known before the data.
+pub fn begin_chunk(out: &mut Vec<u8>, chunked: bool) -> usize {
+    let at = out.len();
+    if chunked {
+        out.extend_from_slice(b"00000000\r\n");
+    }
+    at
+}
+
+/// Ends the chunk [`begin_chunk`] started at `at`: writes its size, or removes it when
+/// no data followed (a zero-size chunk would end the body).
+///
+/// # Panics
+/// If the chunk holds 4 GiB or more (callers flush far below that).
+pub fn end_chunk(out: &mut Vec<u8>, at: usize, chunked: bool) {
+    if !chunked {
+        return;
+    }
+    let len = out.len() - at - CHUNK_HEAD_BYTES;
+    if len == 0 {
+        out.truncate(at);
+        return;
+    }
+    let len = u32::try_from(len).expect("chunks are flushed well below 4 GiB");
+    for (i, d) in out[at..at + 8].iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[(len >> (28 - 4 * i)) as usize & 0xf];
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+const CHUNK_HEAD_BYTES: usize = 10;
+
 /// The terminating zero-length chunk.
 pub fn last_chunk(out: &mut Vec<u8>, chunked: bool) {
     if chunked {
@@ -166,6 +201,26 @@ pub fn last_chunk(out: &mut Vec<u8>, chunked: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_written_in_place() {
+        let mut out = b"HEAD".to_vec();
+        let at = begin_chunk(&mut out, true);
+        out.extend_from_slice(&[b'x'; 300]);
+        end_chunk(&mut out, at, true);
+        let at = begin_chunk(&mut out, true);
+        end_chunk(&mut out, at, true);
+        last_chunk(&mut out, true);
+        let mut want = b"HEAD0000012c\r\n".to_vec();
+        want.extend_from_slice(&[b'x'; 300]);
+        want.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(out, want);
+        let mut plain = Vec::new();
+        let at = begin_chunk(&mut plain, false);
+        plain.extend_from_slice(b"[]");
+        end_chunk(&mut plain, at, false);
+        assert_eq!(plain, b"[]");
+    }
 
     #[test]
     fn json_response_is_well_formed() {
