@@ -22,12 +22,14 @@
 //! | protocol | [`http`] | request parsing, routing, response writing |
 //! | leaves | [`ids`] | UUIDv7 event ids, per shard, lock-free |
 //! | | [`json`], [`time`] | output helpers |
+//! | | [`bytes`] | byte-string comparison for the hot paths |
 //! | | [`limits`] | every named bound and what hitting it does |
 //! | | [`failpoint`] | fault-injection hooks, only with the `failpoints` feature (tests) |
 //! | | [`dirlock`] | one server per data directory (`flock` on `flux.lock`) |
 
 pub mod api;
 pub mod auth;
+pub mod bytes;
 pub mod config;
 pub mod dirlock;
 pub mod event;

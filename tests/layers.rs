@@ -23,7 +23,15 @@ const LAYERS: &[&[&str]] = &[
     &["event"],
     &["ingest"],
     &["http"],
-    &["ids", "json", "time", "limits", "failpoint", "dirlock"],
+    &[
+        "ids",
+        "json",
+        "time",
+        "bytes",
+        "limits",
+        "failpoint",
+        "dirlock",
+    ],
 ];
 
 /// Same-layer references that are allowed (none today).

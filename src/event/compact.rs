@@ -212,7 +212,7 @@ impl<'o, 'r> SectionWriter<'o, 'r> {
     #[inline]
     fn name(&mut self, slot: usize, name: &'r [u8]) -> u32 {
         if let Some(&(last, n)) = self.last.get(slot) {
-            if last == name {
+            if crate::bytes::eq(last, name) {
                 return n;
             }
         }

@@ -67,7 +67,7 @@ impl Store {
 
     /// Inserts or replaces an entity as is (tests and benches).
     pub fn insert(&mut self, id: &[u8], e: Entity) {
-        match self.by_id.get_mut(id) {
+        match self.by_id.get_mut(&Key(id)) {
             Some(old) => *old = e,
             None => {
                 let key = Id::from(id);
@@ -83,7 +83,7 @@ impl Store {
     /// store outgrows the CPU's caches) overlap instead of coming one after another.
     #[inline]
     pub fn prefetch(&self, id: &[u8]) {
-        if let Some(e) = self.by_id.get(id) {
+        if let Some(e) = self.by_id.get(&Key(id)) {
             e.props.prefetch();
         }
     }
@@ -115,7 +115,7 @@ impl Store {
         self.records_applied += 1;
         match r.kind {
             KIND_EVENT => {
-                if let Some(e) = self.by_id.get_mut(r.entity_id) {
+                if let Some(e) = self.by_id.get_mut(&Key(r.entity_id)) {
                     let prev = e.last_lsn;
                     e.props.merge(r.properties);
                     e.last_updated_ms = r.ingest_ms;
@@ -137,7 +137,7 @@ impl Store {
                     (true, 0)
                 }
             }
-            KIND_TOMBSTONE => match self.by_id.remove_entry(r.entity_id) {
+            KIND_TOMBSTONE => match self.by_id.remove_entry(&Key(r.entity_id)) {
                 Some((key, e)) => {
                     self.order.remove(&key);
                     (true, e.last_lsn)
@@ -152,11 +152,11 @@ impl Store {
     }
 
     pub fn get(&self, id: &[u8]) -> Option<&Entity> {
-        self.by_id.get(id)
+        self.by_id.get(&Key(id))
     }
 
     pub fn contains(&self, id: &[u8]) -> bool {
-        self.by_id.contains_key(id)
+        self.by_id.contains_key(&Key(id))
     }
 
     /// Entities with ids starting with `prefix` and strictly greater than `after`, in
@@ -239,6 +239,24 @@ pub fn write_entity_json(out: &mut Vec<u8>, id: &[u8], e: &Entity) {
     out.extend_from_slice(b"},\"lastUpdated\":\"");
     time::write_rfc3339_ms(out, e.last_updated_ms);
     out.extend_from_slice(b"\"}");
+}
+
+/// An entity id to look up: hashed as [`Id`] hashes, compared with `bytes::eq` (ids
+/// are mostly short; the default comparison of byte slices is a call into libc).
+struct Key<'a>(&'a [u8]);
+
+impl std::hash::Hash for Key<'_> {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h)
+    }
+}
+
+impl hashbrown::Equivalent<Id> for Key<'_> {
+    #[inline]
+    fn equivalent(&self, key: &Id) -> bool {
+        crate::bytes::eq(self.0, key)
+    }
 }
 
 #[cfg(test)]

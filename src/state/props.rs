@@ -218,7 +218,7 @@ fn find_compact(props: &[u8], key: &[u8]) -> Result<CompactSlot, usize> {
         ]) as usize;
         let k = off + ENTRY_HEADER_BYTES;
         let v = k + kl;
-        if &props[k..v] == key {
+        if crate::bytes::eq(&props[k..v], key) {
             return Ok(CompactSlot {
                 vlen_at: off + 2,
                 value: v..v + vl,
