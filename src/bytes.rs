@@ -40,8 +40,9 @@ mod tests {
         let base: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
         for n in 0..40 {
             let a = &base[..n];
+            let copy = a.to_vec();
             assert!(eq(a, a));
-            assert!(eq(a, &a.to_vec()));
+            assert!(eq(a, &copy), "a copy, elsewhere in memory");
             for i in 0..n {
                 let mut b = a.to_vec();
                 b[i] ^= 1;
