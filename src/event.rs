@@ -2,8 +2,9 @@
 //!
 //! A request's events are encoded once, by the shard that parsed them, into one
 //! [`EventBatch`] per owning shard: a single `Vec<u8>` that crosses the channel mesh
-//! whole (never one message per event) and that the owning shard applies, and later
-//! logs, without re-parsing JSON.
+//! whole (never one message per event) and that the owning shard applies without
+//! re-parsing JSON. The log holds records in a compact form (`compact`), into which the
+//! owning shard transcodes them as it applies them.
 //!
 //! Record layout (all integers little endian):
 //!
@@ -23,8 +24,11 @@
 //! tombstone (which has no properties). A length of 0 for key/schema means absent (raw
 //! JSON text is never empty). `ingest_ms` is 0 until the owning shard stamps it when it
 //! applies the record. `prev_lsn` is the log position of the previous record of the same
-//! entity (0 = none), also stamped by the owning shard: it chains an entity's history
-//! through the log so that reading it costs time proportional to the answer. Property values are the raw JSON text the client sent.
+//! entity (0 = none), filled in when a record is read back from the log (in memory it
+//! stays 0; the log's compact form holds the link; segments of format 1 hold records
+//! in this very layout, the link stamped in place): it chains an entity's history
+//! through the log so that reading it costs time proportional to the answer. Property
+//! values are the raw JSON text the client sent.
 
 use crate::ingest::decode::EventRef;
 

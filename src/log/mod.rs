@@ -7,9 +7,10 @@
 //! - `scan`: recovery of one shard's segments: replay, torn-tail cut, corruption
 //! - this file: the shard-facing log (roll-over, durability) and frame kinds
 //!
-//! An LSN is a byte offset in the shard's whole log stream. A frame's payload is an
-//! `EventBatch` buffer (`event.rs`): every event or tombstone of one request that this
-//! shard owns, so a request's part is atomic within the shard (one CRC).
+//! An LSN is a byte offset in the shard's whole log stream. A frame's records are a
+//! section (`event::compact`): every event or tombstone of one request that this shard
+//! owns, so a request's part is atomic within the shard (one CRC). A record's LSN is
+//! where its bytes start.
 
 pub mod durable;
 pub mod frame;
