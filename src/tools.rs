@@ -296,12 +296,20 @@ fn run_import(
     let mut in_batch = 0usize;
     let started = Instant::now();
     let mut last_report = Instant::now();
-    let mut send = |body: &mut Vec<u8>, in_batch: &mut usize, pos: u64, done: &mut u64| {
+    let send = |body: &mut Vec<u8>, in_batch: &mut usize, pos: u64, done: &mut u64| {
         if *in_batch == 0 {
             return Ok(());
         }
         body.extend_from_slice(b"]}");
-        let r = http.request("POST", "/api/events/batch", token, body)?;
+        let done_at = pos - *in_batch as u64;
+        let r = http
+            .request("POST", "/api/events/batch", token, body)
+            .map_err(|e| {
+                format!(
+                    "{e}; the import is complete up to position {done_at}: resume with --skip \
+                     {done_at}"
+                )
+            })?;
         if r.status != 200 {
             return Err(format!(
                 "batch ending at line position {pos} refused ({}): {}; the import is complete up \
@@ -574,9 +582,14 @@ impl Http {
         }
         head.push_str("\r\n");
         s.write_all(head.as_bytes()).map_err(err)?;
-        s.write_all(body).map_err(err)?;
+        // A refusal (413) may come before the body is read: keep what the server said.
+        let sent = s.write_all(body);
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(err)?;
+        let read = s.read_to_end(&mut raw);
+        if raw.is_empty() {
+            sent.map_err(err)?;
+            read.map_err(err)?;
+        }
         parse_response(&raw).ok_or_else(|| format!("{}: malformed response", self.host))
     }
 }
