@@ -288,7 +288,7 @@ fn run_import(
     } else {
         Box::new(std::fs::File::open(from).map_err(|e| format!("{}: {e}", from.display()))?)
     };
-    let mut lines = BufReader::new(input).lines();
+    let lines = BufReader::new(input).lines();
     // Entity lines consumed (the header does not count): the resumable position.
     let mut pos = 0u64;
     let mut done = 0u64;
@@ -326,7 +326,7 @@ fn run_import(
         Ok(())
     };
     let mut first = true;
-    while let Some(line) = lines.next() {
+    for line in lines {
         let line = line.map_err(|e| format!("reading {}: {e}", from.display()))?;
         if first {
             first = false;
