@@ -53,6 +53,13 @@ pub enum Command {
         /// The admin token (auth mode).
         #[arg(long, env = "FLUX_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Leave out the log kept only for history (before each shard's snapshot): a
+        /// smaller backup whose restore has no history before the snapshot.
+        #[arg(long = "no-history")]
+        no_history: bool,
+        /// Pace the copy to this many MiB/s (0: unpaced).
+        #[arg(long = "max-rate", default_value_t = 0)]
+        max_rate_mib_s: u64,
     },
     /// Checks a backup (manifest, every file's size and SHA-256) and makes a new data
     /// directory from it; start the server on it with the same FLUX_SHARDS.
@@ -107,7 +114,13 @@ pub enum Command {
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let cli = Cli::parse_from(args);
     let r = match cli.command {
-        Command::Backup { url, to, token } => run_backup(&url, to, token.as_deref()),
+        Command::Backup {
+            url,
+            to,
+            token,
+            no_history,
+            max_rate_mib_s,
+        } => run_backup(&url, to, token.as_deref(), (!no_history, max_rate_mib_s)),
         Command::Restore {
             from,
             data_dir,
@@ -145,7 +158,12 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     }
 }
 
-fn run_backup(url: &str, to: PathBuf, token: Option<&str>) -> Result<(), String> {
+fn run_backup(
+    url: &str,
+    to: PathBuf,
+    token: Option<&str>,
+    (history, max_rate_mib_s): (bool, u64),
+) -> Result<(), String> {
     let to = if to.is_absolute() {
         to
     } else {
@@ -156,7 +174,9 @@ fn run_backup(url: &str, to: PathBuf, token: Option<&str>) -> Result<(), String>
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"to\":");
     crate::json::write_str(&mut body, to.to_string_lossy().as_bytes());
-    body.push(b'}');
+    body.extend_from_slice(
+        format!(",\"history\":{history},\"max_rate_mib_s\":{max_rate_mib_s}}}").as_bytes(),
+    );
     let started = Instant::now();
     let r = Http::parse(url)?.request("POST", "/api/admin/backup", token, &body)?;
     if r.status != 200 {

@@ -1,6 +1,8 @@
 //! `POST /api/admin/backup`: an online backup of the whole server into a directory on
 //! the server's host (`shard::backup`). Admin only in auth mode. Body:
-//! `{"to":"/absolute/dir"}` (absent or empty). The answer comes when the backup is
+//! `{"to":"/absolute/dir"}` (absent or empty), optionally `"history":false` (leave
+//! out the log before each snapshot's replay point: what only `GET /api/events` reads)
+//! and `"max_rate_mib_s":N` (pace the copy). The answer comes when the backup is
 //! complete: its directory, per-shard cut LSNs, files, bytes, how long cross-shard
 //! batches waited at the gate and how long it took.
 
@@ -12,27 +14,48 @@ use crate::json;
 use crate::shard::backup::{self, BackupError};
 use crate::shard::Shard;
 
-/// The target directory named by the body.
-fn parse_target(body: &[u8]) -> Result<std::path::PathBuf, String> {
+/// The target directory and options named by the body:
+/// `{"to":"/abs/dir","history":true,"max_rate_mib_s":0}` (the last two optional).
+fn parse_body(body: &[u8]) -> Result<(std::path::PathBuf, backup::Options), String> {
     let mut copy = body.to_vec();
     let v = simd_json::to_borrowed_value(&mut copy)
         .map_err(|_| "the body must be a JSON object: {\"to\":\"/absolute/dir\"}".to_string())?;
-    let to = v
-        .get("to")
-        .and_then(|t| t.as_str())
-        .ok_or("the body must name the backup directory: {\"to\":\"/absolute/dir\"}")?;
-    Ok(std::path::PathBuf::from(to))
+    let obj = v
+        .as_object()
+        .ok_or("the body must be a JSON object: {\"to\":\"/absolute/dir\"}")?;
+    let mut to = None;
+    let mut opts = backup::Options::default();
+    for (k, val) in obj.iter() {
+        match k.as_ref() {
+            "to" => to = Some(val.as_str().ok_or("\"to\" must be a string")?),
+            "history" => opts.history = val.as_bool().ok_or("\"history\" must be true or false")?,
+            "max_rate_mib_s" => {
+                let mib = val
+                    .as_u64()
+                    .filter(|_| val.is_u64() || val.is_i64())
+                    .ok_or("\"max_rate_mib_s\" must be a non-negative integer")?;
+                opts.max_bytes_per_s = mib.saturating_mul(1 << 20);
+            }
+            other => {
+                return Err(format!(
+                    "unknown field {other:?}; known: to, history, max_rate_mib_s"
+                ))
+            }
+        }
+    }
+    let to = to.ok_or("the body must name the backup directory: {\"to\":\"/absolute/dir\"}")?;
+    Ok((std::path::PathBuf::from(to), opts))
 }
 
 pub async fn post_backup(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Vec<u8>) {
     if let Err(d) = req.principal.admin() {
         return super::denied(shard, out, req, d);
     }
-    let to = match parse_target(req.body) {
-        Ok(to) => to,
+    let (to, opts) = match parse_body(req.body) {
+        Ok(parsed) => parsed,
         Err(msg) => return respond::error(out, 400, req.persist, b"", &msg),
     };
-    match backup::take(shard, to).await {
+    match backup::take(shard, to, opts).await {
         Ok(r) => {
             body.clear();
             body.extend_from_slice(b"{\"dir\":");

@@ -64,6 +64,42 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
+/// How a backup copies: at most `max_bytes_per_s` (0: unbounded), and synced every
+/// `SYNC_EVERY_BYTES`, so the copy never piles up dirty pages that the kernel would
+/// then make every writer (the server's log too) wait for.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub max_bytes_per_s: u64,
+    pub started: std::time::Instant,
+    pub copied: u64,
+}
+
+/// Dirty data a copy leaves before it syncs.
+const SYNC_EVERY_BYTES: u64 = 8 << 20;
+
+impl Pace {
+    pub fn new(max_bytes_per_s: u64) -> Pace {
+        Pace {
+            max_bytes_per_s,
+            started: std::time::Instant::now(),
+            copied: 0,
+        }
+    }
+
+    /// Counts `n` bytes copied and sleeps while ahead of the rate.
+    fn step(&mut self, n: u64) {
+        self.copied += n;
+        if self.max_bytes_per_s == 0 {
+            return;
+        }
+        let due =
+            std::time::Duration::from_secs_f64(self.copied as f64 / self.max_bytes_per_s as f64);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+}
+
 /// Copies the first `bytes` bytes of `src` to `backup/rel` (through a `.partial` name,
 /// synced, renamed) and returns its entry; `size` is what a restore extends it to.
 /// Blocking.
@@ -71,8 +107,8 @@ pub fn copy_in(
     src: &Path,
     backup: &Path,
     rel: &str,
-    bytes: u64,
-    size: u64,
+    (bytes, size): (u64, u64),
+    pace: &mut Pace,
 ) -> io::Result<FileEntry> {
     let dst = backup.join(rel);
     if let Some(parent) = dst.parent() {
@@ -81,7 +117,16 @@ pub fn copy_in(
     let partial = partial_name(&dst);
     let mut from = File::open(src)?.take(bytes);
     let mut to = File::create(&partial)?;
-    let (copied, sha256) = copy_hashing(&mut from, &mut to)?;
+    let mut unsynced = 0u64;
+    let (copied, sha256) = copy_hashing(&mut from, &mut to, |to, n| {
+        pace.step(n);
+        unsynced += n;
+        if unsynced >= SYNC_EVERY_BYTES {
+            unsynced = 0;
+            to.sync_data()?;
+        }
+        Ok(())
+    })?;
     if copied != bytes {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -105,8 +150,13 @@ fn partial_name(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Copies `from` to `to` in chunks; the byte count and the SHA-256 (hex) of what went.
-fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<(u64, String)> {
+/// Copies `from` to `to` in chunks, calling `after(to, n)` after each; the byte count
+/// and the SHA-256 (hex) of what went.
+fn copy_hashing<W: Write>(
+    from: &mut impl Read,
+    to: &mut W,
+    mut after: impl FnMut(&mut W, u64) -> io::Result<()>,
+) -> io::Result<(u64, String)> {
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; COPY_CHUNK];
     let mut n = 0u64;
@@ -119,6 +169,7 @@ fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<(u64, S
         };
         hash.update(&buf[..got]);
         to.write_all(&buf[..got])?;
+        after(to, got as u64)?;
         n += got as u64;
     }
     Ok((n, hex(&hash.finalize())))
@@ -287,7 +338,7 @@ pub fn verify(backup: &Path) -> Result<Manifest, String> {
                 f.bytes
             ));
         }
-        let (_, sha) = copy_hashing(&mut file, &mut io::sink())
+        let (_, sha) = copy_hashing(&mut file, &mut io::sink(), |_, _| Ok(()))
             .map_err(|e| format!("{}: {e}", p.display()))?;
         if sha != f.sha256 {
             return Err(format!(
@@ -387,10 +438,12 @@ mod tests {
         fs::write(&src, b"hello world, this is a segment").unwrap();
         fs::write(dir.join("meta"), b"format=1\nshards=1\n").unwrap();
         let b = dir.join("b");
+        let mut pace = Pace::new(1 << 20);
         let files = vec![
-            copy_in(&dir.join("meta"), &b, "flux.meta", 18, 18).unwrap(),
-            copy_in(&src, &b, "shard-0/00.seg", 11, 4096).unwrap(),
+            copy_in(&dir.join("meta"), &b, "flux.meta", (18, 18), &mut pace).unwrap(),
+            copy_in(&src, &b, "shard-0/00.seg", (11, 4096), &mut pace).unwrap(),
         ];
+        assert_eq!(pace.copied, 29);
         let m = Manifest {
             created_unix_ms: 1,
             shards: 1,

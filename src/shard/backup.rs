@@ -20,8 +20,9 @@
 //! **Pinning.** The hard links (in `DATA/.backup-staging/`, on the data directory's
 //! file system) keep the cut's segments and snapshot alive while they are copied, even
 //! if retention deletes a segment or a new snapshot replaces the file meanwhile. Only
-//! the copy reads the data, on glommio's blocking pool, up to the cut: the active
-//! segment goes on taking appends past it in the same inode.
+//! the copy reads the data, on a thread of its own (not the shard's blocking pool, which
+//! runs the log's syncs), up to the cut: the active segment goes on taking appends
+//! past it in the same inode.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -105,6 +106,25 @@ pub struct Report {
     pub took: Duration,
 }
 
+/// What the operator chose for one backup.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Copy the log kept for history (`FLUX_RETENTION`) too, not only what recovery
+    /// needs from each snapshot's replay point on.
+    pub history: bool,
+    /// Copy at most this many bytes per second (0: as fast as the disks go).
+    pub max_bytes_per_s: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            history: true,
+            max_bytes_per_s: 0,
+        }
+    }
+}
+
 /// One shard's cut: its write position and the names hard-linked into the staging
 /// directory.
 struct Cut {
@@ -166,7 +186,7 @@ async fn blocking<T: Send + 'static>(
 
 /// Writes a backup of the whole server into `to` (absolute; absent or empty). Runs on
 /// the shard that received the request; the copy runs on its blocking pool.
-pub async fn take(shard: &Shard, to: PathBuf) -> Result<Report, BackupError> {
+pub async fn take(shard: &Shard, to: PathBuf, opts: Options) -> Result<Report, BackupError> {
     let started = Instant::now();
     let created_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -224,14 +244,25 @@ pub async fn take(shard: &Shard, to: PathBuf) -> Result<Report, BackupError> {
     gate.closed.store(false, Ordering::SeqCst);
     let gate_time = gate_closed.elapsed();
 
+    // The copy runs on a thread of its own, not on the shard's blocking pool: that
+    // pool also runs the log's syncs and prepares its spare segments, which must not
+    // wait seconds behind a copy.
     let shards = shard.count as u32;
     let (t, d) = (to.clone(), data_dir.clone());
-    let copied = blocking(move || {
-        let r = copy_out(&d, &t, (created_unix_ms, shards), &cuts);
-        let _ = clear_staging(&d);
-        r.map_err(|e| e.to_string())
-    })
-    .await;
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("flux-backup".into())
+        .spawn(move || {
+            let r = copy_out(&d, &t, (created_unix_ms, shards), &cuts, opts);
+            let _ = clear_staging(&d);
+            let _ = tx.send(r.map_err(|e| e.to_string()));
+        });
+    let copied = match spawned {
+        Ok(_) => rx
+            .await
+            .unwrap_or_else(|_| Err("the copy thread ended without an answer".into())),
+        Err(e) => Err(format!("cannot start the copy thread: {e}")),
+    };
     drop(running);
     let (manifest, bytes) = copied.map_err(BackupError::Failed)?;
     Ok(Report {
@@ -283,30 +314,46 @@ fn copy_out(
     to: &Path,
     (created_unix_ms, shards): (u64, u32),
     cuts: &[Cut],
+    opts: Options,
 ) -> io::Result<(Manifest, u64)> {
     let staging = data_dir.join(STAGING_DIR);
     let mut entries = Vec::new();
-    let whole = |src: &Path, rel: &str| -> io::Result<files::FileEntry> {
+    let mut pace = files::Pace::new(opts.max_bytes_per_s);
+    let whole = |src: &Path, rel: &str, pace: &mut files::Pace| {
         let len = std::fs::metadata(src)?.len();
         slow_down();
-        files::copy_in(src, to, rel, len, len)
+        files::copy_in(src, to, rel, (len, len), pace)
     };
-    entries.push(whole(&data_dir.join("flux.meta"), "flux.meta")?);
+    entries.push(whole(&data_dir.join("flux.meta"), "flux.meta", &mut pace)?);
     // The namespace registry is replaced by rename: one open file is one version.
     let registry = data_dir.join("namespaces");
     if registry.exists() {
-        entries.push(whole(&registry, "namespaces")?);
+        entries.push(whole(&registry, "namespaces", &mut pace)?);
     }
     for c in cuts {
         let shard_dir = format!("shard-{}", c.shard);
         let from = staging.join(&shard_dir);
+        // Without history, the segments wholly before the snapshot's replay point stay
+        // out: recovery never reads them (retention could have deleted them too).
+        let mut skip_below = 0;
         if c.snapshot {
+            let snap = from.join(SNAPSHOT_FILE);
+            if !opts.history {
+                skip_below = crate::log::snapshot::read_meta(&snap)
+                    .map_err(|e| io::Error::other(format!("shard {}: {e}", c.shard)))?
+                    .replay_from_lsn;
+            }
             entries.push(whole(
-                &from.join(SNAPSHOT_FILE),
+                &snap,
                 &format!("{shard_dir}/{SNAPSHOT_FILE}"),
+                &mut pace,
             )?);
         }
-        for (name, base) in &c.segments {
+        for (i, (name, base)) in c.segments.iter().enumerate() {
+            let next_base = c.segments.get(i + 1).map(|(_, b)| *b);
+            if next_base.is_some_and(|next| next <= skip_below) {
+                continue;
+            }
             let src = from.join(name);
             let size = std::fs::metadata(&src)?.len();
             let bytes = size.min(c.lsn.saturating_sub(*base));
@@ -315,8 +362,8 @@ fn copy_out(
                 &src,
                 to,
                 &format!("{shard_dir}/{name}"),
-                bytes,
-                size,
+                (bytes, size),
+                &mut pace,
             )?);
         }
     }
