@@ -412,7 +412,11 @@ fn entity_event(line: &[u8], stream: &str) -> Result<Vec<u8>, String> {
         let t = time::OffsetDateTime::parse(&ts, &time::format_description::well_known::Rfc3339)
             .map_err(|_| format!("lastUpdated {ts:?} is not RFC 3339"))?;
         let ms = t.unix_timestamp_nanos() / 1_000_000;
-        ev.extend_from_slice(format!(",\"timestamp\":{ms}").as_bytes());
+        // The API takes positive times only; an entity at (or before) the epoch
+        // gets the import's time.
+        if ms > 0 {
+            ev.extend_from_slice(format!(",\"timestamp\":{ms}").as_bytes());
+        }
     }
     ev.extend_from_slice(b",\"payload\":{\"entity_id\":");
     crate::json::write_str(&mut ev, id.as_bytes());

@@ -251,6 +251,15 @@ fn a_backup_interrupted_by_kill_9_never_looks_complete() {
         );
         thread::sleep(Duration::from_millis(5));
     }
+    // One backup at a time; and never into the data directory.
+    let r = srv.post(
+        "/api/admin/backup",
+        &format!(
+            r#"{{"to":{}}}"#,
+            json_str(dir.path().join("other").to_str().unwrap())
+        ),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
     srv.kill9();
     let _ = child.wait();
     assert!(!to.join("MANIFEST.json").exists());
@@ -314,6 +323,27 @@ fn restore_serves_the_backed_up_state_and_refuses_a_damaged_or_partial_backup() 
     let at = bytes.len() / 2;
     bytes[at] ^= 0x10;
     std::fs::write(&seg, &bytes).unwrap();
+    for (body, want) in [
+        (
+            format!(
+                r#"{{"to":{}}}"#,
+                json_str(srv.data_dir().join("b").to_str().unwrap())
+            ),
+            "inside the data directory",
+        ),
+        (r#"{"to":"relative/dir"}"#.to_string(), "absolute"),
+        (
+            format!(r#"{{"to":{}}}"#, json_str(good.to_str().unwrap())),
+            "not empty",
+        ),
+        (r#"{"to":"/tmp/x","speed":1}"#.to_string(), "unknown field"),
+        ("[]".to_string(), "JSON object"),
+    ] {
+        let r = srv.post("/api/admin/backup", &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.text().contains(want), "{body}: {}", r.text());
+    }
+    assert!(!srv.data_dir().join("b").exists());
     let (ok, err) = restore(&flipped, &dir.path().join("d1"));
     assert!(!ok);
     let name = seg.file_name().unwrap().to_str().unwrap();

@@ -276,6 +276,16 @@ pub async fn take(shard: &Shard, to: PathBuf, opts: Options) -> Result<Report, B
 
 /// Checks and creates the target, and clears a stale staging directory. Blocking.
 fn prepare(to: &Path, data_dir: &Path) -> Result<(), String> {
+    // Compared as canonical paths: the data directory may be relative or a symlink.
+    let data = std::fs::canonicalize(data_dir)
+        .map_err(|e| format!("cannot resolve the data directory: {e}"))?;
+    let nearest = to.ancestors().find_map(|a| std::fs::canonicalize(a).ok());
+    if nearest.is_some_and(|p| p.starts_with(&data)) {
+        return Err(format!(
+            "{} is inside the data directory; keep backups elsewhere",
+            to.display()
+        ));
+    }
     match std::fs::read_dir(to) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -288,12 +298,6 @@ fn prepare(to: &Path, data_dir: &Path) -> Result<(), String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(to)
             .map_err(|e| format!("cannot create {}: {e}", to.display()))?,
         Err(e) => return Err(format!("{}: {e}", to.display())),
-    }
-    if to.starts_with(data_dir) {
-        return Err(format!(
-            "{} is inside the data directory; keep backups elsewhere",
-            to.display()
-        ));
     }
     clear_staging(data_dir).map_err(|e| format!("cannot clear the staging directory: {e}"))?;
     std::fs::create_dir_all(data_dir.join(STAGING_DIR))
