@@ -64,6 +64,7 @@ pub enum Command {
     /// Checks a backup (manifest, every file's size and SHA-256) and makes a new data
     /// directory from it; start the server on it with the same FLUX_SHARDS.
     Restore {
+        /// The backup directory (the one holding MANIFEST.json).
         #[arg(long)]
         from: PathBuf,
         /// The new data directory (absent or empty).
