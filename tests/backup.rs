@@ -116,6 +116,11 @@ fn writer(
                 }
             }
             let r = conn.exchange(&req);
+            // A 503 ("try again": log room for cross-shard parts is short with these
+            // 1 MiB segments) applied nothing; it stays only in `max_sent`.
+            if r.status == 503 {
+                continue;
+            }
             assert_eq!(r.status, 200, "{}", r.text());
             let at = Instant::now();
             let mut s = out.lock().unwrap();
@@ -128,7 +133,14 @@ fn writer(
 
 #[test]
 fn a_backup_under_load_holds_every_write_acknowledged_before_it_and_no_partial_batch() {
-    let srv = Server::start_with(CHURN);
+    // Shard 1 is cut 300 ms after shard 0, so batches wait at the closed gate while
+    // writes go on. (Without the gate, a batch that shard 1 coordinated in between
+    // could be in shard 1's log with its intent and DONE and miss its part in shard
+    // 0's, which recovery would not re-apply; that needs a batch writer whose
+    // connection landed on shard 1, so this test does not catch it every run.)
+    let mut env = CHURN.to_vec();
+    env.push(("FLUX_FAILPOINT", "backup-cut-delay:1"));
+    let srv = Server::start_with(&env);
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     let mut handles = Vec::new();
