@@ -135,7 +135,13 @@ pub fn body_limit_max(segment_bytes: u64) -> u64 {
 /// state over HTTP. Every option is also an environment variable (shown in brackets);
 /// a flag wins over its variable.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "flux", version, about, long_about = None)]
+#[command(
+    name = "flux",
+    version,
+    about,
+    long_about = None,
+    after_help = "Operator commands (each has --help): flux backup, flux restore, flux export, flux import"
+)]
 pub struct Config {
     /// Address to listen on. Default 0.0.0.0:3000; when unset, `PORT` picks the port.
     #[arg(long = "listen", env = "FLUX_LISTEN")]

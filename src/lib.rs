@@ -7,6 +7,7 @@
 //! | layer | module | concern |
 //! |---|---|---|
 //! | start-up | [`server`] | executors, the channel mesh, each shard's feature state and tasks |
+//! | | [`tools`] | operator commands: `flux backup`, `restore`, `export`, `import` |
 //! | connections | [`net`] | per-shard listener and the connection loop |
 //! | features | [`api`] | endpoint handlers |
 //! | | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |
@@ -47,4 +48,5 @@ pub mod server;
 pub mod shard;
 pub mod state;
 pub mod time;
+pub mod tools;
 pub mod ws;

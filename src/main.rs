@@ -1,6 +1,12 @@
 use clap::Parser;
 
 fn main() {
+    // `flux backup|restore|export|import …`: operator commands (`flux::tools`).
+    if let Some(cmd) = std::env::args().nth(1) {
+        if flux::tools::COMMANDS.contains(&cmd.as_str()) {
+            std::process::exit(flux::tools::main(std::env::args_os()));
+        }
+    }
     let cfg = flux::config::Config::parse();
     if let Err(msg) = cfg.validate() {
         eprintln!("flux: {msg}");

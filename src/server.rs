@@ -215,6 +215,12 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let _dir_lock = crate::dirlock::lock(&cfg.data_dir).map_err(|e| StartError(e.to_string()))?;
     check_address_free(cfg.listen_addr())?;
     check_data_layout(&cfg.data_dir, count)?;
+    // Hard links left by a backup that was interrupted (they pin old segments).
+    crate::shard::backup::clear_staging(&cfg.data_dir).map_err(|e| {
+        StartError(format!(
+            "cannot remove a stale backup staging directory: {e}"
+        ))
+    })?;
     let sigset = block_signals();
     let auth = Arc::new(Auth::open(&cfg).map_err(StartError)?);
     let limits = crate::runtime::RuntimeLimits::new(&cfg);

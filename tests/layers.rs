@@ -9,7 +9,7 @@ use std::path::Path;
 /// where listed in `SAME_LAYER`.
 const LAYERS: &[&[&str]] = &[
     &["main"],
-    &["server"],
+    &["server", "tools"],
     &["net"],
     &["api"],
     &["ws"],

@@ -3,6 +3,7 @@
 //! answers longer than a page (see `history`).
 
 pub mod admin;
+pub mod backup;
 pub mod delete;
 pub mod entities;
 pub mod events;
@@ -138,6 +139,10 @@ pub async fn dispatch(
         }
         Endpoint::PutConfig => {
             admin::put_config(shard, req, out, body);
+            Reply::Done
+        }
+        Endpoint::Backup => {
+            backup::post_backup(shard, req, out, body).await;
             Reply::Done
         }
         // Upgrades are answered by the connection (`net::conn`), which owns the socket.

@@ -34,6 +34,8 @@ pub enum Endpoint {
     GetConfig,
     /// `PUT /api/admin/config` (admin).
     PutConfig,
+    /// `POST /api/admin/backup` (admin): an online backup into a directory.
+    Backup,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,7 @@ pub fn route(method: Method, path: &[u8]) -> Route {
             Get => Route::Found(ListNamespaces),
             _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, POST\r\n"),
         },
+        b"/api/admin/backup" => one(method, Post, Backup, b"Allow: POST\r\n"),
         b"/api/state/namespaces" => one(method, Get, ListNamespaces, b"Allow: GET, HEAD\r\n"),
         b"/api/admin/config" => match method {
             Get => Route::Found(GetConfig),

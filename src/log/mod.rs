@@ -12,6 +12,7 @@
 //! owns, so a request's part is atomic within the shard (one CRC). A record's LSN is
 //! where its bytes start.
 
+pub mod backup;
 pub mod durable;
 pub mod frame;
 pub mod naming;
@@ -530,6 +531,14 @@ impl ShardLog {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The segment files in log order, with their base LSNs (a backup's cut).
+    pub fn segment_files(&self) -> Vec<(PathBuf, u64)> {
+        self.segments
+            .iter()
+            .map(|s| (s.path().to_path_buf(), s.base_lsn()))
+            .collect()
     }
 }
 

@@ -203,6 +203,25 @@ pub fn load(dir: &Path) -> Result<(SnapshotMeta, Store), LoadError> {
     decode(&bytes)
 }
 
+/// The header of the snapshot file at `file` (a backup reads where its replay starts).
+/// Only the header is read and checked; [`decode`] checks the rest.
+pub fn read_meta(file: &Path) -> Result<SnapshotMeta, LoadError> {
+    let mut head = [0u8; HEADER_BYTES];
+    std::fs::File::open(file)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(LoadError::Io)?;
+    let mut c = Cursor { b: &head, at: 0 };
+    if c.take(8)? != MAGIC || c.u32()? != VERSION {
+        return Err(LoadError::Corrupt("bad magic or version"));
+    }
+    Ok(SnapshotMeta {
+        shard: c.u32()?,
+        shards: c.u32()?,
+        replay_from_lsn: c.u64()?,
+        txn_hw: c.u64()?,
+    })
+}
+
 /// Verifies and decodes the bytes of a snapshot file (what [`load`] read) into a store.
 /// Never panics, whatever the bytes (the fuzz target `snapshot_load` checks that).
 pub fn decode(bytes: &[u8]) -> Result<(SnapshotMeta, Store), LoadError> {

@@ -7,6 +7,7 @@
 //! cross-shard requests with `mesh::Request::Run` closures, and see applied records
 //! through the `on_applied` hook the server installs (see ARCHITECTURE.md, layers).
 
+pub mod backup;
 pub mod keeper;
 pub mod mesh;
 pub mod recovery;
@@ -74,6 +75,8 @@ pub struct Shared {
     /// `log_room` (see `txn`): taken before a batch commits, given back once the part
     /// is appended or the batch abandoned.
     pub log_held: Box<[AtomicU64]>,
+    /// Cross-shard batches wait here while a backup takes its cut (`backup`).
+    pub backup_gate: backup::Gate,
 }
 
 impl Shared {
@@ -93,6 +96,7 @@ impl Shared {
             durable_lsn: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             log_room: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             log_held: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            backup_gate: backup::Gate::default(),
         }
     }
 

@@ -139,6 +139,9 @@ async fn apply_across(
     sync: bool,
 ) -> Result<(), ApplyError> {
     let me = shard.id.index();
+    // Held from before the intent until every part is applied: a backup's cut never
+    // falls inside the batch (`backup`).
+    let _inside = shard.shared.backup_gate.enter().await;
     // Every part carries the ingest time in the intent, for a redo at recovery.
     let now = crate::time::now_ms();
     for &i in owners {

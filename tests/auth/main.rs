@@ -15,6 +15,8 @@
 mod common;
 mod fixture;
 
+mod backup;
+
 mod namespaces;
 mod persistence;
 mod rate_limits;
