@@ -9,6 +9,7 @@
 //! | start-up | [`server`] | executors, the channel mesh, each shard's feature state and tasks |
 //! | connections | [`net`] | per-shard listener and the connection loop |
 //! | features | [`api`] | endpoint handlers |
+//! | | [`ui`] | the browser console: embedded static assets with ETags and a strict CSP |
 //! | | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |
 //! | | [`metrics`] | per-shard counters and histograms, `metrics_update`, Prometheus text |
 //! | | [`auth`] | auth mode: namespace registry, bearer tokens, per-namespace rate limits |
@@ -45,4 +46,5 @@ pub mod server;
 pub mod shard;
 pub mod state;
 pub mod time;
+pub mod ui;
 pub mod ws;

@@ -90,6 +90,15 @@ pub struct Registry {
     shards: Box<[ShardCounters]>,
 }
 
+/// One shard's figures for `/metrics`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ShardFigures {
+    pub events: u64,
+    pub entities: u64,
+    /// Fan-out deliveries waiting in the shard's inbox.
+    pub inbox_items: u64,
+}
+
 /// The totals over every shard.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Totals {
@@ -133,6 +142,18 @@ impl Registry {
     /// Events applied by all shards since start.
     pub fn events(&self) -> u64 {
         self.shards.iter().map(|s| s.events.load(Relaxed)).sum()
+    }
+
+    /// Each shard's own figures, in shard order (the labelled `flux_shard_*` series).
+    pub fn per_shard(&self) -> Vec<ShardFigures> {
+        self.shards
+            .iter()
+            .map(|s| ShardFigures {
+                events: s.events.load(Relaxed),
+                entities: s.entities.load(Relaxed),
+                inbox_items: s.ws_inbox_items.load(Relaxed),
+            })
+            .collect()
     }
 
     pub fn totals(&self, now_ms: u64) -> Totals {
