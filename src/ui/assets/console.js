@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 let token = '';
 let authMode = false;
 let isAdmin = false;
+let canRead = true;
 
 // ---------- small helpers ----------
 function el(tag, attrs, ...children) {
@@ -56,6 +57,8 @@ const listeners = { update: [], metrics: [] };
 function wsConnect() {
   const gen = ++ws.gen;
   if (ws.sock) ws.sock.close(1000);
+  ws.sock = null;
+  if (!canRead) { setLive('no token', 'bad'); return; }
   const q = token ? '?token=' + encodeURIComponent(token) : '';
   const sock = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/api/ws' + q);
   ws.sock = sock;
@@ -371,29 +374,39 @@ async function detectMode() {
   const res = await fetch('/api/admin/config', { headers: token ? { Authorization: 'Bearer ' + token } : {}, cache: 'no-store' });
   if (!token) authMode = res.status === 401 || res.status === 403;
   isAdmin = res.ok;
+  // Reads without a token: auth off, or auth mode with public reads.
+  canRead = !!token || (await fetch('/api/state/entities?limit=1', { cache: 'no-store' })).ok;
   $('token-form').hidden = !authMode;
   $('ns-label').hidden = !(authMode && isAdmin);
   document.querySelector('a[data-view=admin]').hidden = authMode && !isAdmin;
 }
 async function useToken(t) {
-  token = t;
   if (t) {
     const res = await fetch('/api/state/namespaces', { headers: { Authorization: 'Bearer ' + t }, cache: 'no-store' });
     if (res.status === 401) {
+      // Keep showing nothing the previous token could read.
       token = '';
-      $('who').textContent = '';
-      message('The server refused this token (401): it is neither the admin token nor a namespace token. Nothing is shown until a valid token is entered.');
+      clearData();
       await detectMode();
       wsConnect();
-      route();
+      $('who').textContent = '';
+      message('The server refused this token (401): it is neither the admin token nor a namespace token. Nothing is shown until a valid token is entered.');
       return;
     }
   }
+  token = t;
+  clearData();
   await detectMode();
   await refreshNamespaces();
   message('');
   wsConnect();
   route();
+}
+function clearData() {
+  listing.pages = [];
+  for (const t of ['entity-list', 'entity-props', 'entity-history', 'tail', 'ns-list', 'latency', 'shards']) $(t).tBodies[0].replaceChildren();
+  current.props = {};
+  $('ns-token').hidden = true;
 }
 async function refreshNamespaces() {
   if (!authMode || !token) { $('who').textContent = authMode ? 'no token: public reads only' : ''; return; }
