@@ -49,7 +49,7 @@ async function shot(page, name) {
 }
 
 const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
-const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
+const context = await browser.newContext({ viewport: { width: 1100, height: 680 } });
 const page = await context.newPage();
 const problems = [];
 page.on('pageerror', (e) => problems.push('page error: ' + e.message));
@@ -94,7 +94,19 @@ async function openMode() {
     check(/(µs|ms|s)$/.test(ingest), 'ingest p50 shown, got ' + ingest);
     const publishers = Number(await text(page, '#m-publishers'));
     check(publishers >= 3, 'active publishers ≥ 3, got ' + publishers);
-    await page.waitForTimeout(1500); // a few chart points
+    // A varying rate for a few seconds draws a line on the chart.
+    for (let k = 1; k <= 6; k++) {
+      await batch(Array.from({ length: 40 * k }, (_, i) => ev(ids[i % 55], { load: k }, 'src-' + (i % 4))));
+      await page.waitForTimeout(500);
+    }
+    const drawn = await page.evaluate(() => {
+      const c = document.getElementById('rate-chart');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let blue = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i + 2] > 200 && d[i] < 100) blue++;
+      return blue;
+    });
+    check(drawn > 50, 'the rate chart draws a line (' + drawn + ' line pixels)');
     await shot(page, 'overview');
   });
 
@@ -126,7 +138,7 @@ async function openMode() {
     check(!page.url().includes('token'), 'no token in the URL');
     await page.waitForTimeout(300); // the subscription is acknowledged
     const t0 = Date.now();
-    await post(target, { temperature: 99.5, status: '"hot"' });
+    await post(target, { temperature: 99.5, status: 'hot' });
     await page.waitForFunction(() => [...document.querySelectorAll('#entity-props tbody tr')].some((r) => r.cells[1].textContent === '99.5'), null, { timeout: 1000 });
     const ms = Date.now() - t0;
     console.log(`     update visible ${ms} ms after the POST was sent`);

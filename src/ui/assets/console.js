@@ -111,11 +111,13 @@ function drawChart() {
   const pad = 40 * (window.devicePixelRatio || 1);
   const max = Math.max(1, ...rateSeries.map((p) => p[1])) * 1.1;
   const now = rateSeries.length ? rateSeries[rateSeries.length - 1][0] : Date.now();
-  const x = (t) => pad + (w - pad - 8) * (1 - (now - t) / 300000);
+  // The axis spans what was seen, from 30 s up to the 5 minutes kept.
+  const span = Math.min(300000, Math.max(30000, rateSeries.length ? now - rateSeries[0][0] : 0));
+  const x = (t) => pad + (w - pad - 8) * (1 - (now - t) / span);
   const y = (v) => h - 18 - (h - 30) * (v / max);
   g.strokeStyle = '#e3e6ec'; g.fillStyle = '#667085'; g.font = (11 * (window.devicePixelRatio || 1)) + 'px system-ui';
   for (const f of [0, 0.5, 1]) { g.beginPath(); g.moveTo(pad, y(max * f / 1.1)); g.lineTo(w, y(max * f / 1.1)); g.stroke(); g.fillText(fmt(Math.round(max * f / 1.1)), 2, y(max * f / 1.1) + 4); }
-  g.fillText('−5 min', pad, h - 4); g.fillText('now', w - 30, h - 4);
+  g.fillText(span >= 120000 ? '−' + Math.round(span / 60000) + ' min' : '−' + Math.round(span / 1000) + ' s', pad, h - 4); g.fillText('now', w - 30, h - 4);
   if (rateSeries.length < 2) return;
   g.strokeStyle = '#2f6fde'; g.lineWidth = 2 * (window.devicePixelRatio || 1); g.beginPath();
   rateSeries.forEach((p, i) => (i ? g.lineTo(x(p[0]), y(p[1])) : g.moveTo(x(p[0]), y(p[1]))));
