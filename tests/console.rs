@@ -49,7 +49,12 @@ fn assets_have_types_etags_and_a_strict_csp() {
         // 304 and HEAD answers have no body (RFC 9110 §15.4.5, §9.3.2): read heads only,
         // then a GET on the same connection shows that no stray bytes followed them.
         let mut c = srv.connect();
-        c.send(&build_request("GET", path, &[("If-None-Match", &etag)], None));
+        c.send(&build_request(
+            "GET",
+            path,
+            &[("If-None-Match", &etag)],
+            None,
+        ));
         let again = c.try_read_head().expect("304 head");
         assert_eq!(again.status, 304, "{path}");
         assert_eq!(again.header("etag"), Some(etag.as_str()));
@@ -57,14 +62,25 @@ fn assets_have_types_etags_and_a_strict_csp() {
         c.send(&build_request("HEAD", path, &[], None));
         let head = c.try_read_head().expect("HEAD head");
         assert_eq!(head.status, 200);
-        assert_eq!(head.header("content-length"), Some(r.body.len().to_string().as_str()));
-        c.send(&build_request("GET", path, &[("If-None-Match", "\"stale\", W/\"x\"")], None));
+        assert_eq!(
+            head.header("content-length"),
+            Some(r.body.len().to_string().as_str())
+        );
+        c.send(&build_request(
+            "GET",
+            path,
+            &[("If-None-Match", "\"stale\", W/\"x\"")],
+            None,
+        ));
         let other = c.read_response();
         assert_eq!(other.status, 200);
         assert_eq!(other.body, r.body);
     }
     eprintln!("console page weight: {weight} bytes (HTML + JS + CSS, uncompressed)");
-    assert!(weight < 64 * 1024, "the console stays small: {weight} bytes");
+    assert!(
+        weight < 64 * 1024,
+        "the console stays small: {weight} bytes"
+    );
     assert_eq!(srv.get("/ui/missing.js").status, 404);
     assert_eq!(srv.post("/", "{}").status, 405);
     // The API is untouched by the console's routes.
@@ -111,7 +127,9 @@ fn browser_prerequisites() -> Option<String> {
     let mut missing = Vec::new();
     match Command::new(&node).arg("--version").output() {
         Ok(o) if o.status.success() => {}
-        _ => missing.push(format!("`{node}` (Node.js 18+: apt-get install nodejs npm)")),
+        _ => missing.push(format!(
+            "`{node}` (Node.js 18+: apt-get install nodejs npm)"
+        )),
     }
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {

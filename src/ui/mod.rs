@@ -57,8 +57,16 @@ macro_rules! asset {
 
 const ASSETS: &[Asset] = &[
     asset!(b"/", "index.html", b"text/html; charset=utf-8"),
-    asset!(b"/ui/console.js", "console.js", b"text/javascript; charset=utf-8"),
-    asset!(b"/ui/console.css", "console.css", b"text/css; charset=utf-8"),
+    asset!(
+        b"/ui/console.js",
+        "console.js",
+        b"text/javascript; charset=utf-8"
+    ),
+    asset!(
+        b"/ui/console.css",
+        "console.css",
+        b"text/css; charset=utf-8"
+    ),
 ];
 
 /// Headers of every asset answer. `connect-src 'self'` covers the same-origin
@@ -133,7 +141,10 @@ mod tests {
             .unwrap()
             .to_string();
         let again = answer(b"/", Some(tag.as_bytes()));
-        assert!(again.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{again}");
+        assert!(
+            again.starts_with("HTTP/1.1 304 Not Modified\r\n"),
+            "{again}"
+        );
         assert!(again.ends_with("\r\n\r\n") && !again.contains("Content-Length"));
         assert!(again.contains(&format!("ETag: {tag}\r\n")));
         let list = format!("\"x\", W/{tag}");
@@ -164,6 +175,9 @@ mod tests {
         assert!(!html.contains("http://") && !html.contains("https://"));
         let js = std::str::from_utf8(ASSETS[1].body).unwrap();
         assert!(!js.contains("localStorage") && !js.contains("sessionStorage"));
-        assert!(!js.contains("innerHTML"), "untrusted text must go through textContent");
+        assert!(
+            !js.contains("innerHTML"),
+            "untrusted text must go through textContent"
+        );
     }
 }
