@@ -3,6 +3,8 @@
 //
 //   node console.mjs open <base-url>    # auth off
 //   node console.mjs auth <base-url>    # auth on; FLUX_ADMIN holds the admin token
+//   node console.mjs hold <base-url> <s> # keep a `*` tail open for s seconds (prints
+//                                        # "ready" once subscribed, then its counters)
 //
 // FLUX_CONSOLE_SCREENSHOTS=<dir> also saves PNGs of the main views there.
 // Exits non-zero, naming the failed check, on the first failure.
@@ -61,6 +63,7 @@ page.on('request', (r) => { if (!r.url().startsWith(base) && !r.url().startsWith
 try {
   if (mode === 'open') await openMode();
   else if (mode === 'auth') await authMode();
+  else if (mode === 'hold') await hold(Number(process.argv[4]));
   else throw new Error('mode must be open or auth');
   check(foreign.length === 0, 'requests left the origin: ' + foreign.join(', '));
   check(problems.length === 0, problems.join('\n'));
@@ -238,6 +241,21 @@ async function openMode() {
     await page.waitForFunction(() => document.getElementById('message').textContent.includes('saved'), null, { timeout: 3000 });
     check((await call('GET', '/api/admin/config')).body.max_batch_delete === 1234, 'the server took the new limit');
   });
+}
+
+// A console left open on a `*` tail (loadtest/reference/console-ab.sh measures the
+// server's throughput with and without one).
+async function hold(seconds) {
+  await page.goto(base + '/#/tail');
+  await page.waitForFunction(() => document.getElementById('live').textContent === 'live', null, { timeout: 10000 });
+  await page.click('#tail-form button[type=submit]');
+  await page.waitForTimeout(500);
+  console.log('ready');
+  let reconnects = 0;
+  page.on('websocket', () => reconnects++);
+  await page.waitForTimeout(seconds * 1000);
+  const n = async (id) => Number((await text(page, id)).replace(/,/g, ''));
+  console.log(`tail: received ${await n('#tail-received')}, shown ${await n('#tail-shown')}, skipped ${await n('#tail-skipped')}, WebSocket reconnects ${reconnects}`);
 }
 
 async function authMode() {
