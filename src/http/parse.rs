@@ -405,11 +405,9 @@ impl HeaderFacts {
                     "duplicate Authorization header",
                 )?;
             }
-            13 if name.eq_ignore_ascii_case(b"if-none-match") => {
-                // A list header; a repeat only costs the 304, so the first one is kept.
-                if self.if_none_match.is_none() {
-                    self.if_none_match = Some(span(window, value));
-                }
+            // A list header; a repeat only costs the 304, so the first one is kept.
+            13 if name.eq_ignore_ascii_case(b"if-none-match") && self.if_none_match.is_none() => {
+                self.if_none_match = Some(span(window, value));
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 let n = parse_content_length(value)?;

@@ -67,7 +67,7 @@ pub fn begin_part(shard: u16, out: &mut Vec<u8>) {
 }
 
 /// Ends the part whose `len` bytes of records are the last of `out`.
-pub fn end_part(out: &mut Vec<u8>, len: usize) {
+pub fn end_part(out: &mut [u8], len: usize) {
     let at = out.len() - len - 4;
     let len = u32::try_from(len).expect("a part is smaller than a segment");
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());

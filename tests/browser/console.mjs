@@ -254,8 +254,8 @@ async function hold(seconds) {
   let reconnects = 0;
   page.on('websocket', () => reconnects++);
   await page.waitForTimeout(seconds * 1000);
-  const n = async (id) => Number((await text(page, id)).replace(/,/g, ''));
-  console.log(`tail: received ${await n('#tail-received')}, shown ${await n('#tail-shown')}, skipped ${await n('#tail-skipped')}, WebSocket reconnects ${reconnects}`);
+  const [received, shown, skipped] = await page.evaluate(() => ['tail-received', 'tail-shown', 'tail-skipped'].map((id) => document.getElementById(id).textContent));
+  console.log(`tail: received ${received}, shown ${shown}, skipped ${skipped}, WebSocket connections opened ${reconnects}`);
 }
 
 async function authMode() {

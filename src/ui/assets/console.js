@@ -78,10 +78,18 @@ function wsConnect() {
   };
   sock.onclose = (ev) => {
     if (gen !== ws.gen) return;
-    const why = ev.code === 1008 ? ' (closed: ' + (ev.reason || 'policy') + ')' : '';
-    setLive('disconnected' + why + ', retrying', 'bad');
     ws.retry = Math.min(ws.retry + 1, 5);
-    setTimeout(() => { if (gen === ws.gen) wsConnect(); }, 500 * ws.retry);
+    let delay = 500 * ws.retry;
+    if (ev.code === 1008) {
+      // The server closed a subscriber that fell behind (`slow consumer`): the tail asks
+      // for more than this page can take. Waiting before subscribing again keeps what
+      // the console costs the server small.
+      delay = 3000;
+      setLive('closed by the server: ' + (ev.reason || 'policy') + ' (too many updates for this page); reconnecting in 3 s', 'bad');
+    } else {
+      setLive('disconnected, retrying', 'bad');
+    }
+    setTimeout(() => { if (gen === ws.gen) wsConnect(); }, delay);
   };
 }
 function setLive(text, cls) { const b = $('live'); b.textContent = text; b.className = 'badge ' + cls; }
