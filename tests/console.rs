@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -148,36 +147,18 @@ fn browser_prerequisites() -> Option<String> {
 }
 
 fn run_browser(node: &str, mode: &str, srv: &Server, env: &[(&str, &str)]) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out_path = dir.path().join("out");
-    let out = File::create(&out_path).expect("output file");
-    let mut child = Command::new(node)
-        .arg(browser_dir().join("console.mjs"))
-        .arg(mode)
-        .arg(srv.base())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("clone"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn node");
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break Some(s);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let (status, output) = run_bounded_output(
+        Command::new(node)
+            .arg(browser_dir().join("console.mjs"))
+            .arg(mode)
+            .arg(srv.base())
+            .envs(env.iter().copied()),
+        BROWSER_TIMEOUT,
+    );
     eprintln!("{output}");
     assert!(
         status.is_some_and(|s| s.success()),
-        "browser checks ({mode}) failed (exit {status:?}):\n{output}\nserver log:\n{}",
+        "browser checks ({mode}) failed (exit {status:?}; None: killed after {BROWSER_TIMEOUT:?}):\n{output}\nserver log:\n{}",
         srv.log()
     );
 }

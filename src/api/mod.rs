@@ -339,7 +339,7 @@ async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
         }
     }
     let (t, rate) = crate::metrics::current(shard);
-    let shards = crate::metrics::registry(shard).per_shard();
+    let shards = crate::metrics::per_shard(shard);
     let body = crate::metrics::prom::render(&t, rate, &all, &shards);
     respond::body(
         out,

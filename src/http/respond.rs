@@ -105,6 +105,11 @@ pub fn no_content(out: &mut Vec<u8>, persist: Persist) {
 /// A complete response with a body of `content_type` (such as Prometheus text).
 pub fn body(out: &mut Vec<u8>, status: u16, persist: Persist, content_type: &[u8], body: &[u8]) {
     write_common(out, status, persist);
+    typed_body(out, content_type, body);
+}
+
+/// `Content-Type`, `Content-Length`, the blank line and the body.
+fn typed_body(out: &mut Vec<u8>, content_type: &[u8], body: &[u8]) {
     out.extend_from_slice(b"Content-Type: ");
     out.extend_from_slice(content_type);
     out.extend_from_slice(b"\r\nContent-Length: ");
@@ -127,12 +132,7 @@ pub fn asset(
         out.extend_from_slice(line);
     }
     if let Some(body) = body {
-        out.extend_from_slice(b"Content-Type: ");
-        out.extend_from_slice(content_type);
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        json::write_u64(out, body.len() as u64);
-        out.extend_from_slice(b"\r\n\r\n");
-        out.extend_from_slice(body);
+        typed_body(out, content_type, body);
     } else {
         out.extend_from_slice(b"\r\n");
     }

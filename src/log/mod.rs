@@ -438,6 +438,12 @@ impl ShardLog {
         seg.write_lsn()
     }
 
+    /// Bytes of the segment files the log holds (each is preallocated to its size);
+    /// the spare being prepared is not counted.
+    pub fn held_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes().len() as u64).sum()
+    }
+
     /// What to make durable so that everything appended so far is: the segments that
     /// may hold unsynced data (oldest first) and, after a roll-over, the directory.
     pub fn sync_targets(&self) -> SyncJob {

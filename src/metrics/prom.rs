@@ -41,7 +41,13 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Hist, bounds: &[u64],
 }
 
 /// One labelled series per shard: `name{shard="i"} v`.
-fn per_shard(out: &mut String, name: &str, kind: &str, help: &str, v: impl Iterator<Item = u64>) {
+fn per_shard<T: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    v: impl Iterator<Item = T>,
+) {
     header(out, name, kind, help);
     for (i, v) in v.enumerate() {
         let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {v}");
@@ -249,6 +255,20 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot, shards: &[ShardFigures]) -> S
         "gauge",
         "Fan-out deliveries waiting in each shard's inbox.",
         shards.iter().map(|f| f.inbox_items),
+    );
+    per_shard(
+        &mut o,
+        "flux_shard_log_bytes",
+        "gauge",
+        "Bytes of each shard's log segment files (preallocated; the spare being prepared not counted).",
+        shards.iter().map(|f| f.log_bytes),
+    );
+    per_shard(
+        &mut o,
+        "flux_shard_last_snapshot_timestamp_seconds",
+        "gauge",
+        "Unix time of each shard's last completed snapshot (0: none since the server started).",
+        shards.iter().map(|f| f.last_snapshot_ms as f64 / 1000.0),
     );
     o
 }

@@ -192,13 +192,19 @@ function renderLatency(p) {
   $('m-failed').textContent = fmt(one('flux_shards_failed'));
   $('m-stalled').textContent = fmt(one('flux_shards_stalled'));
 }
+function ago(unixSeconds) {
+  if (!unixSeconds) return 'none since start';
+  const s = Math.max(0, Math.round(Date.now() / 1000 - unixSeconds));
+  return s < 120 ? s + ' s ago' : s < 7200 ? Math.round(s / 60) + ' min ago' : Math.round(s / 3600) + ' h ago';
+}
+const SHARD_COLUMNS = [['flux_shard_events_total', fmt], ['flux_shard_entities', fmt], ['flux_shard_ws_inbox_items', fmt], ['flux_shard_log_bytes', fmtBytes], ['flux_shard_last_snapshot_timestamp_seconds', ago]];
 function renderShards(p) {
   const rows = {};
-  for (const [name, col] of [['flux_shard_events_total', 0], ['flux_shard_entities', 1], ['flux_shard_ws_inbox_items', 2]]) {
+  SHARD_COLUMNS.forEach(([name], col) => {
     for (const s of p[name] || []) (rows[s.labels.shard] = rows[s.labels.shard] || [])[col] = s.value;
-  }
+  });
   const body = $('shards').tBodies[0];
-  body.replaceChildren(...Object.keys(rows).sort((a, b) => a - b).map((k) => el('tr', {}, el('td', {}, k), ...rows[k].map((v) => el('td', { class: 'num' }, fmt(v))))));
+  body.replaceChildren(...Object.keys(rows).sort((a, b) => a - b).map((k) => el('tr', {}, el('td', {}, k), ...SHARD_COLUMNS.map(([, f], col) => el('td', { class: 'num' }, f(rows[k][col]))))));
 }
 
 // ---------- entities ----------
