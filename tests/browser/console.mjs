@@ -93,6 +93,8 @@ async function openMode() {
     await page.waitForFunction(() => Number(document.getElementById('m-entities').textContent.replace(/,/g, '')) >= 55, null, { timeout: 5000 });
     // Latency percentiles and per-shard figures come from /metrics.
     await page.waitForFunction(() => document.querySelectorAll('#shards tbody tr').length === 2, null, { timeout: 5000 });
+    const shard0 = await page.locator('#shards tbody tr').first().locator('td').allTextContents();
+    check(/(MiB|KiB| B)$/.test(shard0[4]) && shard0[5] !== '', 'per-shard log size and snapshot shown: ' + shard0.join(' | '));
     const ingest = await page.locator('#latency tbody tr').first().locator('td').nth(1).textContent();
     check(/(µs|ms|s)$/.test(ingest), 'ingest p50 shown, got ' + ingest);
     const publishers = Number(await text(page, '#m-publishers'));
@@ -255,7 +257,7 @@ async function hold(seconds) {
   page.on('websocket', () => reconnects++);
   await page.waitForTimeout(seconds * 1000);
   const [received, shown, skipped] = await page.evaluate(() => ['tail-received', 'tail-shown', 'tail-skipped'].map((id) => document.getElementById(id).textContent));
-  console.log(`tail: received ${received}, shown ${shown}, skipped ${skipped}, WebSocket connections opened ${reconnects}`);
+  console.log(`tail: received ${received}, shown ${shown}, skipped ${skipped}, WebSocket reconnects after slow-consumer closes ${reconnects}`);
 }
 
 async function authMode() {
