@@ -10,6 +10,7 @@
 //! | | [`tools`] | operator commands: `flux backup`, `restore`, `export`, `import` |
 //! | connections | [`net`] | per-shard listener and the connection loop |
 //! | features | [`api`] | endpoint handlers |
+//! | | [`ui`] | the browser console: embedded static assets with ETags and a strict CSP |
 //! | | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |
 //! | | [`metrics`] | per-shard counters and histograms, `metrics_update`, Prometheus text |
 //! | | [`auth`] | auth mode: namespace registry, bearer tokens, per-namespace rate limits |
@@ -49,4 +50,5 @@ pub mod shard;
 pub mod state;
 pub mod time;
 pub mod tools;
+pub mod ui;
 pub mod ws;

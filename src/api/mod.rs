@@ -28,6 +28,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     pub persist: Persist,
     pub http10: bool,
+    /// The If-None-Match header value (conditional GET of the console's assets).
+    pub if_none_match: Option<&'a [u8]>,
     /// `X-Flux-Sync: always`: this request's writes are acknowledged only once durable.
     pub sync_always: bool,
 }
@@ -60,7 +62,8 @@ pub async fn dispatch(
             return Reply::Done;
         }
     };
-    if !shard.ready() {
+    // The console is static: it loads while the logs replay and shows /health's progress.
+    if !shard.ready() && endpoint != Endpoint::Console {
         recovering(shard, endpoint, req, out);
         return Reply::Done;
     }
@@ -143,6 +146,10 @@ pub async fn dispatch(
         }
         Endpoint::Backup => {
             backup::post_backup(shard, req, out, body).await;
+            Reply::Done
+        }
+        Endpoint::Console => {
+            crate::ui::serve(req.path, req.if_none_match, req.persist, out);
             Reply::Done
         }
         // Upgrades are answered by the connection (`net::conn`), which owns the socket.
@@ -337,7 +344,8 @@ async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
         }
     }
     let (t, rate) = crate::metrics::current(shard);
-    let body = crate::metrics::prom::render(&t, rate, &all);
+    let shards = crate::metrics::per_shard(shard);
+    let body = crate::metrics::prom::render(&t, rate, &all, &shards);
     respond::body(
         out,
         200,

@@ -82,6 +82,9 @@ pub struct Head {
     pub expect_continue: bool,
     /// The Authorization header value, OWS-trimmed.
     pub authorization: Option<(u32, u32)>,
+    /// The first If-None-Match header value, OWS-trimmed (the console's assets answer
+    /// 304 when it names their ETag).
+    pub if_none_match: Option<(u32, u32)>,
     /// `Upgrade: websocket` (case-insensitive, may be one item of a list) and `Connection`
     /// contains the token `upgrade`. Method and version checks (GET, HTTP/1.1) are left to the
     /// WebSocket handshake code, which has to answer them with its own status anyway.
@@ -340,6 +343,7 @@ fn build_head(
         keep_alive: !facts.close && (http11 || facts.keep_alive),
         expect_continue: http11 && facts.expect_continue,
         authorization: facts.authorization,
+        if_none_match: facts.if_none_match,
         upgrade_websocket: facts.upgrade_websocket && facts.connection_upgrade,
         ws_key: facts.ws_key,
         ws_version_13: facts.ws_version_13 == Some(true),
@@ -362,6 +366,7 @@ struct HeaderFacts {
     upgrade_websocket: bool,
     expect_continue: bool,
     authorization: Option<(u32, u32)>,
+    if_none_match: Option<(u32, u32)>,
     ws_key: Option<(u32, u32)>,
     ws_version_13: Option<bool>,
     sync_always: bool,
@@ -399,6 +404,10 @@ impl HeaderFacts {
                     span(window, value),
                     "duplicate Authorization header",
                 )?;
+            }
+            // A list header; a repeat only costs the 304, so the first one is kept.
+            13 if name.eq_ignore_ascii_case(b"if-none-match") && self.if_none_match.is_none() => {
+                self.if_none_match = Some(span(window, value));
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 let n = parse_content_length(value)?;

@@ -14,6 +14,7 @@ fn status_line(status: u16) -> &'static [u8] {
         200 => b"HTTP/1.1 200 OK\r\n",
         201 => b"HTTP/1.1 201 Created\r\n",
         204 => b"HTTP/1.1 204 No Content\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
         400 => b"HTTP/1.1 400 Bad Request\r\n",
         401 => b"HTTP/1.1 401 Unauthorized\r\n",
         403 => b"HTTP/1.1 403 Forbidden\r\n",
@@ -104,12 +105,37 @@ pub fn no_content(out: &mut Vec<u8>, persist: Persist) {
 /// A complete response with a body of `content_type` (such as Prometheus text).
 pub fn body(out: &mut Vec<u8>, status: u16, persist: Persist, content_type: &[u8], body: &[u8]) {
     write_common(out, status, persist);
+    typed_body(out, content_type, body);
+}
+
+/// `Content-Type`, `Content-Length`, the blank line and the body.
+fn typed_body(out: &mut Vec<u8>, content_type: &[u8], body: &[u8]) {
     out.extend_from_slice(b"Content-Type: ");
     out.extend_from_slice(content_type);
     out.extend_from_slice(b"\r\nContent-Length: ");
     json::write_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// A static asset: `extra` holds whole header lines (ETag, caching, security policy).
+/// `body: None` is a `304 Not Modified`, which has no body and no Content-Length.
+pub fn asset(
+    out: &mut Vec<u8>,
+    persist: Persist,
+    content_type: &[u8],
+    extra: &[&[u8]],
+    body: Option<&[u8]>,
+) {
+    write_common(out, if body.is_some() { 200 } else { 304 }, persist);
+    for line in extra {
+        out.extend_from_slice(line);
+    }
+    if let Some(body) = body {
+        typed_body(out, content_type, body);
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// `{"error": msg}` with the given status.

@@ -36,6 +36,8 @@ pub enum Endpoint {
     PutConfig,
     /// `POST /api/admin/backup` (admin): an online backup into a directory.
     Backup,
+    /// `GET /` and `GET /ui/…`: the browser console's static assets (`ui`).
+    Console,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,7 @@ pub enum Route {
 
 pub const ENTITY_PREFIX: &[u8] = b"/api/state/entities/";
 pub const NAMESPACE_PREFIX: &[u8] = b"/api/namespaces/";
+pub const CONSOLE_PREFIX: &[u8] = b"/ui/";
 
 /// Which body limit applies to a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +82,8 @@ pub fn route(method: Method, path: &[u8]) -> Route {
     };
     match path {
         b"/health" => one(method, Get, Health, b"Allow: GET, HEAD\r\n"),
+        b"/" => one(method, Get, Console, b"Allow: GET, HEAD\r\n"),
+        _ if path.starts_with(CONSOLE_PREFIX) => one(method, Get, Console, b"Allow: GET, HEAD\r\n"),
         b"/api/events" => match method {
             Post => Route::Found(PostEvent),
             Get => Route::Found(History),
@@ -251,6 +256,19 @@ mod tests {
             r(Method::Post, b"/api/namespaces").body_class(),
             BodyClass::Other
         );
+    }
+
+    #[test]
+    fn console_routes() {
+        use Endpoint::*;
+        assert_eq!(route(Method::Get, b"/"), Route::Found(Console));
+        assert_eq!(route(Method::Get, b"/ui/console.js"), Route::Found(Console));
+        assert_eq!(route(Method::Get, b"/ui/"), Route::Found(Console));
+        assert_eq!(
+            route(Method::Post, b"/"),
+            Route::MethodNotAllowed(b"Allow: GET, HEAD\r\n")
+        );
+        assert_eq!(route(Method::Get, b"/uix"), Route::NotFound);
     }
 
     #[test]

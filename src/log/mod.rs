@@ -84,6 +84,10 @@ pub struct ShardLog {
     sync_files: Vec<Arc<File>>,
     /// Index of the oldest segment that may hold data not yet synced.
     unsynced_from: usize,
+    /// Segments taken out of the front by retention since open: a sync job names
+    /// segments by `detached + index`, which retention running during the sync does
+    /// not shift.
+    detached: usize,
     /// Segment names made (by roll-overs) since the last directory fsync started.
     names_unsynced: u64,
     /// The next segment, prepared off the event loop; `None` until it is ready.
@@ -227,6 +231,7 @@ impl ShardLog {
                 segments,
                 sync_files,
                 unsynced_from,
+                detached: 0,
                 names_unsynced: 0,
                 spare: None,
                 failed: None,
@@ -435,6 +440,12 @@ impl ShardLog {
         seg.write_lsn()
     }
 
+    /// Bytes of the segment files the log holds (each is preallocated to its size);
+    /// the spare being prepared is not counted.
+    pub fn held_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes().len() as u64).sum()
+    }
+
     /// What to make durable so that everything appended so far is: the segments that
     /// may hold unsynced data (oldest first) and, after a roll-over, the directory.
     pub fn sync_targets(&self) -> SyncJob {
@@ -442,7 +453,7 @@ impl ShardLog {
             files: self.sync_files[self.unsynced_from..].to_vec(),
             dir: (self.names_unsynced > 0).then(|| self.dir.clone()),
             target_lsn: self.write_lsn(),
-            token: (self.segments.len(), self.names_unsynced),
+            token: (self.detached + self.segments.len(), self.names_unsynced),
         }
     }
 
@@ -450,6 +461,9 @@ impl ShardLog {
     /// hold unsynced data, and the names it covered are durable.
     pub fn mark_synced(&mut self, job: &SyncJob) {
         let (segments, names) = job.token;
+        // The job's segment count, in today's indexes (retention may have detached
+        // segments while the job ran off the event loop).
+        let segments = segments.saturating_sub(self.detached);
         self.unsynced_from = self.unsynced_from.max(segments.saturating_sub(1));
         if job.dir.is_some() {
             self.names_unsynced -= names.min(self.names_unsynced);
@@ -520,6 +534,7 @@ impl ShardLog {
             self.sync_files.remove(0);
             self.sealed_at.remove(0);
             self.unsynced_from = self.unsynced_from.saturating_sub(1);
+            self.detached += 1;
         }
         detached
     }
@@ -886,5 +901,39 @@ mod tests {
         assert!(log
             .detach_covered(log.write_lsn(), u64::MAX, None)
             .is_empty());
+    }
+
+    /// Regression: a sync job that retention overtook (segments detached between
+    /// `sync_targets` and `mark_synced`, as when a snapshot's retention runs while an
+    /// fdatasync is on the blocking pool) left `unsynced_from` past the end of
+    /// `sync_files`, and the next `sync_targets` panicked (seen under a 600k events/s
+    /// batch load with 64 MiB segments).
+    #[test]
+    fn a_sync_overtaken_by_retention_keeps_its_bookkeeping_in_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open(dir.path());
+        append_n(&mut log, 100);
+        let job = log.sync_targets();
+        assert!(job.files.len() >= 3, "the job covers the rolled segments");
+        let detached = log.detach_covered(log.write_lsn(), 0, None);
+        assert!(!detached.is_empty());
+        log.mark_synced(&job);
+        let next = log.sync_targets();
+        assert_eq!(
+            next.files.len(),
+            1,
+            "only the active segment may be unsynced"
+        );
+        // And it goes on: more roll-overs, another overtaken sync.
+        append_n(&mut log, 100);
+        let job = log.sync_targets();
+        log.detach_covered(log.write_lsn(), 0, None);
+        log.mark_synced(&job);
+        assert_eq!(log.sync_targets().files.len(), 1);
+        // A job that retention did not overtake still advances as before.
+        append_n(&mut log, 100);
+        let job = log.sync_targets();
+        log.mark_synced(&job);
+        assert_eq!(log.sync_targets().files.len(), 1);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Hist, Snapshot, Totals};
+use super::{Hist, ShardFigures, Snapshot, Totals};
 
 /// Bucket bounds of the latency histograms, in µs (rendered in seconds).
 const LATENCY_BUCKETS_US: [u64; 16] = [
@@ -40,8 +40,22 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Hist, bounds: &[u64],
     let _ = writeln!(out, "{name}_count {}", h.h.len());
 }
 
+/// One labelled series per shard: `name{shard="i"} v`.
+fn per_shard<T: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    v: impl Iterator<Item = T>,
+) {
+    header(out, name, kind, help);
+    for (i, v) in v.enumerate() {
+        let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {v}");
+    }
+}
+
 /// The whole exposition.
-pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
+pub fn render(t: &Totals, rate: f64, s: &Snapshot, shards: &[ShardFigures]) -> String {
     let mut o = String::with_capacity(8 * 1024);
     scalar(
         &mut o,
@@ -220,6 +234,41 @@ pub fn render(t: &Totals, rate: f64, s: &Snapshot) -> String {
         &s.queue_depth,
         &DEPTH_BUCKETS,
         1.0,
+    );
+    per_shard(
+        &mut o,
+        "flux_shard_events_total",
+        "counter",
+        "Events applied by each shard since the server started.",
+        shards.iter().map(|f| f.events),
+    );
+    per_shard(
+        &mut o,
+        "flux_shard_entities",
+        "gauge",
+        "Entities stored by each shard.",
+        shards.iter().map(|f| f.entities),
+    );
+    per_shard(
+        &mut o,
+        "flux_shard_ws_inbox_items",
+        "gauge",
+        "Fan-out deliveries waiting in each shard's inbox.",
+        shards.iter().map(|f| f.inbox_items),
+    );
+    per_shard(
+        &mut o,
+        "flux_shard_log_bytes",
+        "gauge",
+        "Bytes of each shard's log segment files (preallocated; the spare being prepared not counted).",
+        shards.iter().map(|f| f.log_bytes),
+    );
+    per_shard(
+        &mut o,
+        "flux_shard_last_snapshot_timestamp_seconds",
+        "gauge",
+        "Unix time of each shard's last completed snapshot (0: none since the server started).",
+        shards.iter().map(|f| f.last_snapshot_ms as f64 / 1000.0),
     );
     o
 }

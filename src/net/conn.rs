@@ -353,6 +353,9 @@ impl Conn {
             body,
             persist,
             http10: head.minor_version == 0,
+            if_none_match: head
+                .if_none_match
+                .map(|(a, b)| &buf[a as usize..b as usize]),
             sync_always: head.sync_always,
         };
         let mark = self.out.len();

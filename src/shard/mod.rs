@@ -153,6 +153,9 @@ pub struct LogStats {
     /// segment on the event loop.
     pub rolls: AtomicU64,
     pub rolls_without_spare: AtomicU64,
+    /// Wall-clock ms when this shard's last snapshot was complete; 0 before the first
+    /// one since start.
+    pub last_snapshot_ms: AtomicU64,
 }
 
 /// A relaxed add by the single writer of `c`: no read-modify-write needed.

@@ -108,6 +108,9 @@ pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStat
         }
     }
     blocking(move || writer.finish()).await?;
+    shard.shared.log_stats[shard.id.index()]
+        .last_snapshot_ms
+        .store(crate::time::now_ms(), std::sync::atomic::Ordering::Relaxed);
     let segments_deleted = retain(shard, from).await;
     Ok(SnapshotStats {
         entities,

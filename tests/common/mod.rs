@@ -84,12 +84,30 @@ pub fn flux_command() -> Command {
 /// Runs `cmd` to completion, killing it after `timeout`; returns its exit status (None
 /// when it had to be killed) and what it wrote to stderr.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Option<ExitStatus>, String) {
+    run_bounded_to(cmd, timeout, false)
+}
+
+/// [`run_bounded`], returning what it wrote to stdout and stderr, interleaved.
+pub fn run_bounded_output(cmd: &mut Command, timeout: Duration) -> (Option<ExitStatus>, String) {
+    run_bounded_to(cmd, timeout, true)
+}
+
+fn run_bounded_to(
+    cmd: &mut Command,
+    timeout: Duration,
+    stdout: bool,
+) -> (Option<ExitStatus>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("stderr");
     let err = File::create(&path).expect("stderr file");
+    let out = if stdout {
+        Stdio::from(err.try_clone().expect("clone the output file"))
+    } else {
+        Stdio::null()
+    };
     let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out)
         .stderr(err)
         .spawn()
         .expect("spawn");
