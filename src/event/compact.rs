@@ -87,13 +87,23 @@ pub struct SectionWriter<'o, 'r> {
     start: usize,
     lsn: u64,
     base_ms: u64,
-    dict: HashMap<&'r [u8], u32>,
-    entries: Vec<&'r [u8]>,
+    /// The dictionary: its first `SMALL_DICT` entries inline, searched linearly (a
+    /// single event's six names cost no allocation and no hashing), the rest in
+    /// `more` with a hash index built once it is needed.
+    small: [&'r [u8]; SMALL_DICT],
+    more: Vec<&'r [u8]>,
+    index: Option<HashMap<&'r [u8], u32>>,
+    entries: usize,
     /// The name references of the previous record, by position (stream, source, then
     /// properties): records of a batch mostly repeat them, and a byte comparison is
     /// cheaper than a hash lookup.
-    last: Vec<(&'r [u8], u32)>,
+    last: [(&'r [u8], u32); LAST_SLOTS],
 }
+
+/// Dictionary entries kept inline and searched linearly.
+const SMALL_DICT: usize = 16;
+/// Name positions of the previous record remembered (stream, source, 6 properties).
+const LAST_SLOTS: usize = 8;
 
 impl<'o, 'r> SectionWriter<'o, 'r> {
     /// Starts a section at the end of `out`; its first byte will sit at log position
@@ -109,9 +119,11 @@ impl<'o, 'r> SectionWriter<'o, 'r> {
             start,
             lsn,
             base_ms,
-            dict: HashMap::new(),
-            entries: Vec::new(),
-            last: Vec::new(),
+            small: [&[]; SMALL_DICT],
+            more: Vec::new(),
+            index: None,
+            entries: 0,
+            last: [(&[], u32::MAX); LAST_SLOTS],
         }
     }
 
@@ -198,8 +210,9 @@ impl<'o, 'r> SectionWriter<'o, 'r> {
     /// Writes the dictionary; returns the section's length.
     pub fn finish(self) -> usize {
         let dict_at = self.out.len() - self.start;
-        put_varint(self.out, self.entries.len() as u64);
-        for e in &self.entries {
+        put_varint(self.out, self.entries as u64);
+        let small = &self.small[..self.entries.min(SMALL_DICT)];
+        for e in small.iter().chain(&self.more) {
             put_bytes(self.out, e);
         }
         let dict_at = u32::try_from(dict_at).expect("a section is smaller than a segment");
@@ -212,26 +225,47 @@ impl<'o, 'r> SectionWriter<'o, 'r> {
     #[inline]
     fn name(&mut self, slot: usize, name: &'r [u8]) -> u32 {
         if let Some(&(last, n)) = self.last.get(slot) {
-            if crate::bytes::eq(last, name) {
+            if n != u32::MAX && crate::bytes::eq(last, name) {
                 return n;
             }
         }
-        let n = match self.dict.get(name) {
-            Some(&n) => n,
-            None if self.entries.len() < DICT_ENTRIES_MAX => {
-                self.entries.push(name);
-                let n = self.entries.len() as u32;
-                self.dict.insert(name, n);
-                n
-            }
-            None => 0,
-        };
-        if slot < self.last.len() {
-            self.last[slot] = (name, n);
-        } else if slot == self.last.len() {
-            self.last.push((name, n));
+        let n = self.lookup(name);
+        if let Some(l) = self.last.get_mut(slot) {
+            *l = (name, n);
         }
         n
+    }
+
+    /// `name`'s dictionary entry + 1, adding it if there is room; 0 (inline) if not.
+    fn lookup(&mut self, name: &'r [u8]) -> u32 {
+        let small = &self.small[..self.entries.min(SMALL_DICT)];
+        if let Some(i) = small.iter().position(|e| crate::bytes::eq(e, name)) {
+            return i as u32 + 1;
+        }
+        if self.entries > SMALL_DICT {
+            let index = self.index.get_or_insert_with(|| {
+                (SMALL_DICT..)
+                    .zip(&self.more)
+                    .map(|(i, e)| (*e, i as u32 + 1))
+                    .collect()
+            });
+            if let Some(&n) = index.get(name) {
+                return n;
+            }
+        }
+        if self.entries == DICT_ENTRIES_MAX {
+            return 0;
+        }
+        if self.entries < SMALL_DICT {
+            self.small[self.entries] = name;
+        } else {
+            self.more.push(name);
+            if let Some(index) = &mut self.index {
+                index.insert(name, self.entries as u32 + 1);
+            }
+        }
+        self.entries += 1;
+        self.entries as u32
     }
 
     #[inline]
