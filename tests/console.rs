@@ -116,34 +116,93 @@ fn browser_dir() -> PathBuf {
 }
 
 /// `node`, once node, chromium and playwright-core are all present; panics naming
-/// what is missing (None only with `FLUX_SKIP_BROWSER_TESTS=1`).
+/// what is missing (None only with `FLUX_SKIP_BROWSER_TESTS=1`). What is missing is
+/// installed first, once per test process, so that the README's test command passes
+/// on a fresh machine: playwright-core with `npm ci` (pinned by
+/// tests/browser/package-lock.json), and Node.js, npm and chromium with Debian's
+/// `apt-get` when running as root (as CI does).
 fn browser_prerequisites() -> Option<String> {
     if std::env::var("FLUX_SKIP_BROWSER_TESTS").as_deref() == Ok("1") {
         eprintln!("FLUX_SKIP_BROWSER_TESTS=1: the console's browser test was NOT run");
         return None;
     }
-    let node = std::env::var("NODE").unwrap_or_else(|_| "node".into());
-    let mut missing = Vec::new();
-    match Command::new(&node).arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        _ => missing.push(format!(
-            "`{node}` (Node.js 18+: apt-get install nodejs npm)"
-        )),
-    }
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        missing.push(format!("{chromium} (apt-get install chromium)"));
-    }
-    if !browser_dir().join("node_modules/playwright-core").is_dir() {
-        missing.push("playwright-core (npm ci --prefix tests/browser)".into());
-    }
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        if !missing_prerequisites().is_empty() {
+            install_prerequisites();
+        }
+    });
+    let missing = missing_prerequisites();
     assert!(
         missing.is_empty(),
         "the console's browser test needs: {}. `.ci/run` installs them; \
          FLUX_SKIP_BROWSER_TESTS=1 skips this test explicitly",
         missing.join(", ")
     );
-    Some(node)
+    Some(node())
+}
+
+fn node() -> String {
+    std::env::var("NODE").unwrap_or_else(|_| "node".into())
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+fn runs(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn missing_prerequisites() -> Vec<String> {
+    let mut missing = Vec::new();
+    if !runs(&node(), "--version") {
+        missing.push(format!(
+            "`{}` (Node.js 18+: apt-get install nodejs npm)",
+            node()
+        ));
+    }
+    if !Path::new(&chromium()).exists() {
+        missing.push(format!("{} (apt-get install chromium)", chromium()));
+    }
+    if !browser_dir().join("node_modules/playwright-core").is_dir() {
+        missing.push("playwright-core (npm ci --prefix tests/browser)".into());
+    }
+    missing
+}
+
+/// Installs what is missing where it can (see `browser_prerequisites`); what it cannot
+/// install is reported by the caller.
+fn install_prerequisites() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let need_debian = !runs(&node(), "--version")
+        || !runs("npm", "--version")
+        || !Path::new(&chromium()).exists();
+    if need_debian && root && runs("apt-get", "--version") {
+        eprintln!("installing nodejs, npm and chromium with apt-get for the browser test");
+        let ok = Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -qq nodejs npm chromium",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        eprintln!("apt-get install: {}", if ok { "done" } else { "failed" });
+    }
+    if !browser_dir().join("node_modules/playwright-core").is_dir() && runs("npm", "--version") {
+        eprintln!("installing playwright-core (npm ci in tests/browser)");
+        let _ = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(browser_dir())
+            .status();
+    }
 }
 
 fn run_browser(node: &str, mode: &str, srv: &Server, env: &[(&str, &str)]) {
