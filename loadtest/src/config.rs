@@ -33,7 +33,9 @@ pub const SUBSCRIBERS_MAX: usize = 10_000;
         See loadtest/README.md."
 )]
 pub struct Args {
-    /// Server base URL (http only).
+    /// Server base URL (http only); several, comma-separated, for a cluster: the
+    /// connections and subscribers are spread over them round robin (connection `i`
+    /// goes to URL `i % n`), and `--verify`/`--verify-from` read through the first.
     #[arg(long, env = "FLUX_URL", default_value = "http://localhost:3000")]
     pub url: String,
 
@@ -255,7 +257,10 @@ pub struct Target {
 /// Validated settings shared by every worker.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The first of `targets`: verification reads, the record's header.
     pub target: Target,
+    /// Every `--url`, in order (at least one; all with the same base path).
+    pub targets: Vec<Target>,
     pub token: Option<String>,
     pub connections: usize,
     pub pipeline: usize,
@@ -296,7 +301,18 @@ pub struct Config {
 
 impl Config {
     pub fn from_args(a: &Args) -> Result<Config, String> {
-        let target = parse_url(&a.url)?;
+        let targets = a
+            .url
+            .split(',')
+            .map(|u| parse_url(u.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let target = targets[0].clone();
+        if let Some(t) = targets.iter().find(|t| t.base_path != target.base_path) {
+            return Err(format!(
+                "--url: every URL must have the same base path ({:?} and {:?})",
+                target.base_path, t.base_path
+            ));
+        }
         check_range("--connections", a.connections, 1, CONNECTIONS_MAX)?;
         check_range("--pipeline", a.pipeline, 1, PIPELINE_MAX)?;
         check_range("--props", a.props, 0, PROPS_MAX)?;
@@ -364,6 +380,7 @@ impl Config {
         }
         Ok(Config {
             target,
+            targets,
             token: a.token.clone(),
             connections: a.connections,
             pipeline: a.pipeline,

@@ -70,10 +70,11 @@ pub struct Shared {
     pub cfg: Arc<Config>,
     pub workload: Arc<Workload>,
     pub schedule: Option<Arc<Schedule>>,
-    pub addr: SocketAddr,
+    /// Every target's address (`--url`, in order); connection `i` uses `i % n`.
+    pub addrs: Vec<SocketAddr>,
     pub clock: Clock,
-    /// `Host` (and `Authorization`) header lines.
-    pub common: Vec<u8>,
+    /// `Host` (and `Authorization`) header lines, per target.
+    pub common: Vec<Vec<u8>>,
     pub stats: RefCell<Stats>,
     pub recorder: Option<RefCell<Recorder>>,
     /// Response and write timeouts of this thread's connections.
@@ -104,6 +105,8 @@ enum Wait {
 
 struct Conn<'a> {
     sh: &'a Shared,
+    /// Index of this connection's target in `Shared::addrs`.
+    target: usize,
     w: &'a Workload,
     gen: Generator,
     pacer: Pacer,
@@ -139,6 +142,7 @@ pub async fn run(sh: &Shared, conn: usize) -> Ledger {
     let timeout_ns = cfg.timeout.as_nanos() as Nanos;
     let mut c = Conn {
         sh,
+        target: conn % sh.addrs.len(),
         w: &sh.workload,
         gen: Generator::new(&sh.workload, conn),
         pacer: Pacer::new(conn, cfg.connections),
@@ -235,7 +239,9 @@ impl Conn<'_> {
             };
             self.pacer.advance(w.units(self.gen.peek_op()));
             let sent_us = sh.clock.unix_us(intended);
-            let planned = self.gen.render(w, &mut self.wbuf, &sh.common, sent_us);
+            let planned = self
+                .gen
+                .render(w, &mut self.wbuf, &sh.common[self.target], sent_us);
             if let Some(rec) = &sh.recorder {
                 let mut rec = rec.borrow_mut();
                 for wr in &self.gen.writes {
@@ -309,7 +315,7 @@ impl Conn<'_> {
 
     async fn connect(&mut self, now: Nanos) {
         let cfg = &*self.sh.cfg;
-        match TcpStream::connect(self.sh.addr, cfg.timeout).await {
+        match TcpStream::connect(self.sh.addrs[self.target], cfg.timeout).await {
             Ok(s) => {
                 // Requests are written whole; Nagle would only add delay.
                 let _ = s.set_nodelay(true);

@@ -110,8 +110,18 @@ fn probe(target: &Target, url: &str, timeout: Duration) -> Result<SocketAddr, St
 }
 
 fn load(cfg: Config) -> Result<i32, String> {
-    let url = format!("http://{}{}", cfg.target.authority, cfg.target.base_path);
-    let addr = probe(&cfg.target, &url, cfg.timeout)?;
+    let urls: Vec<String> = cfg
+        .targets
+        .iter()
+        .map(|t| format!("http://{}{}", t.authority, t.base_path))
+        .collect();
+    let addrs = cfg
+        .targets
+        .iter()
+        .zip(&urls)
+        .map(|(t, u)| probe(t, u, cfg.timeout))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (url, addr) = (urls.join(","), addrs[0]);
     let cfg = Arc::new(cfg);
     let workload = Arc::new(Workload::new(&cfg));
     let schedule = cfg
@@ -133,7 +143,7 @@ fn load(cfg: Config) -> Result<i32, String> {
         cfg: cfg.clone(),
         workload: workload.clone(),
         schedule: schedule.clone(),
-        addr,
+        addrs,
         stop_subscribers: stop.clone(),
     };
     let (tx, rx) = mpsc::channel();
@@ -372,7 +382,9 @@ fn write_outputs(s: &report::Summary) -> Result<(), String> {
 
 /// `--verify-from FILE`: no load, check a record against the server.
 fn verify_from(args: &Args, path: &Path) -> Result<i32, String> {
-    let target = parse::parse_url(&args.url)?;
+    // Several URLs (a cluster): any node answers reads, the first is used.
+    let first = args.url.split(',').next().unwrap_or_default().trim();
+    let target = parse::parse_url(first)?;
     let url = format!("http://{}{}", target.authority, target.base_path);
     let addr = probe(&target, &url, args.timeout)?;
     let (exps, skipped) = verify::from_record(path)?;

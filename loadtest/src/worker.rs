@@ -46,7 +46,8 @@ pub struct Plan {
     pub cfg: Arc<Config>,
     pub workload: Arc<Workload>,
     pub schedule: Option<Arc<Schedule>>,
-    pub addr: SocketAddr,
+    /// Every target's address, in `--url` order.
+    pub addrs: Vec<SocketAddr>,
     pub stop_subscribers: Arc<AtomicBool>,
 }
 
@@ -86,8 +87,9 @@ fn run(plan: Plan, worker: usize, tx: Sender<ToMain>, start: Receiver<Option<Clo
         let (cfg, plan, sockets) = (cfg.clone(), plan.clone(), sockets.clone());
         Box::pin(async move {
             let subscriptions = plan.workload.subscriptions();
-            for _ in (worker..cfg.subscribers).step_by(threads) {
-                let r = ws::connect(&cfg, plan.addr, &subscriptions).await;
+            for i in (worker..cfg.subscribers).step_by(threads) {
+                let t = i % plan.addrs.len();
+                let r = ws::connect(&cfg, t, plan.addrs[t], &subscriptions).await;
                 let mut sockets = sockets.borrow_mut();
                 match (r, &mut *sockets) {
                     (Ok(s), Ok(v)) => v.push(s),
@@ -123,11 +125,15 @@ fn run(plan: Plan, worker: usize, tx: Sender<ToMain>, start: Receiver<Option<Clo
     };
     let t0 = clock.t0();
     let sh = Rc::new(Shared {
-        common: crate::http::common_headers(&cfg.target.authority, cfg.token.as_deref()),
+        common: cfg
+            .targets
+            .iter()
+            .map(|t| crate::http::common_headers(&t.authority, cfg.token.as_deref()))
+            .collect(),
         cfg: cfg.clone(),
         workload: plan.workload.clone(),
         schedule: plan.schedule.clone(),
-        addr: plan.addr,
+        addrs: plan.addrs.clone(),
         clock,
         stats: RefCell::new(Stats::new()),
         recorder,

@@ -78,13 +78,12 @@ impl Ws {
 /// text says so.
 pub async fn connect(
     cfg: &Config,
+    target: usize,
     addr: SocketAddr,
     subscriptions: &[String],
 ) -> Result<Ws, String> {
-    let url = format!(
-        "ws://{}{}/api/ws",
-        cfg.target.authority, cfg.target.base_path
-    );
+    let target = &cfg.targets[target];
+    let url = format!("ws://{}{}/api/ws", target.authority, target.base_path);
     let handshake = async {
         let stream = TcpStream::connect(addr, cfg.timeout)
             .await
@@ -99,8 +98,8 @@ pub async fn connect(
             fragments: Vec::new(),
             seq: Sequence::new(),
             out: proto::upgrade_request(
-                &cfg.target.authority,
-                &cfg.target.base_path,
+                &target.authority,
+                &target.base_path,
                 &key,
                 cfg.token.as_deref(),
             ),

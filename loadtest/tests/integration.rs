@@ -708,3 +708,50 @@ fn real_server_backup_restores_every_write_acknowledged_before_it() {
         .unwrap_or_else(|| panic!("no count in {}", r.stdout));
     assert!(checked >= 500, "{checked} entities checked: {}", r.stdout);
 }
+
+/// Several `--url`s (a cluster's nodes): connection `i` goes to URL `i % n`, so each
+/// server gets the writes of its connections' entities and no other.
+#[test]
+fn several_urls_spread_the_connections() {
+    let (a, b) = (real(None), real(None));
+    let urls = format!("{},{}", a.url, b.url);
+    let r = tool(
+        &urls,
+        &[
+            "-d",
+            "1s",
+            "-c",
+            "4",
+            "--threads",
+            "1",
+            "--entities",
+            "40",
+            "--prefix",
+            "spread-",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ids = |s: &Server| -> Vec<u64> {
+        let (status, body) =
+            http(&s.url, "GET", "/api/state/entities?prefix=spread-", None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let list: Value = serde_json::from_str(&body).unwrap();
+        let mut ids: Vec<u64> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["id"].as_str().unwrap()["spread-".len()..]
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    // Entity e is written by connection e % 4: connections 0 and 2 go to the first URL.
+    let (on_a, on_b) = (ids(&a), ids(&b));
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "{on_a:?} {on_b:?}");
+    assert!(on_a.iter().all(|e| e % 2 == 0), "{on_a:?}");
+    assert!(on_b.iter().all(|e| e % 2 == 1), "{on_b:?}");
+}
