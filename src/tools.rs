@@ -26,6 +26,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use flux_devclient::http::Decoder;
+use flux_devclient::json::{skip_ws, string_end, value_end};
 
 use crate::log::backup;
 
@@ -427,63 +429,7 @@ fn entity_event(line: &[u8], stream: &str) -> Result<Vec<u8>, String> {
     Ok(ev)
 }
 
-// --- A JSON span walker: byte ranges of values, so values are copied untouched. ---
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
-}
-
-/// The end (exclusive) of the JSON value starting at `i`.
-fn value_end(b: &[u8], i: usize) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' => string_end(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < b.len() {
-                match b[j] {
-                    b'"' => {
-                        j = string_end(b, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            None
-        }
-        _ => {
-            let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-            {
-                j += 1;
-            }
-            (j > i).then_some(j)
-        }
-    }
-}
-
-fn string_end(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    while j < b.len() {
-        match b[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
-        }
-    }
-    None
-}
+// --- Byte ranges of JSON values (`flux_devclient::json`), so values are copied untouched. ---
 
 /// The items of a JSON array, as byte ranges.
 fn array_items(b: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
@@ -619,42 +565,18 @@ impl Http {
     }
 }
 
+/// A whole response read to EOF (`Connection: close`), decoded by the client codec
+/// the tests and the load tester use.
 fn parse_response(raw: &[u8]) -> Option<Response> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let mut chunked = false;
-    let mut length = None;
-    for l in lines {
-        let (k, v) = l.split_once(':')?;
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        } else if k.eq_ignore_ascii_case("content-length") {
-            length = v.parse::<usize>().ok();
-        }
-    }
-    let rest = &raw[end + 4..];
-    let body = if chunked {
-        let mut out = Vec::new();
-        let mut i = 0;
-        loop {
-            let eol = rest[i..].windows(2).position(|w| w == b"\r\n")? + i;
-            let size_text = std::str::from_utf8(&rest[i..eol]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            i = eol + 2;
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(rest.get(i..i + size)?);
-            i += size + 2;
-        }
-        out
-    } else {
-        rest[..length.unwrap_or(rest.len()).min(rest.len())].to_vec()
+    let mut dec = Decoder::collecting();
+    let done = match dec.decode(raw).ok()? {
+        (_, Some(r)) => r,
+        (_, None) => dec.eof().ok()??,
     };
-    Some(Response { status, body })
+    Some(Response {
+        status: done.status,
+        body: dec.take_body(),
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! comparisons; anything else falls back to a scan of the top-level members.
 
 use crate::workload::SENT_US_PROPERTY;
+use flux_devclient::json::{skip_ws, string_end, value_end};
 
 /// A server message, as far as the load tester cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,63 +126,6 @@ fn for_each_member<'a>(s: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> bo
             Some(b',') => i = skip_ws(s, i + 1),
             Some(b'}') => return skip_ws(s, i + 1) == s.len(),
             _ => return false,
-        }
-    }
-}
-
-fn skip_ws(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
-}
-
-/// `s[i]` is `"`: index just past the closing quote.
-fn string_end(s: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    while j < s.len() {
-        match s[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
-        }
-    }
-    None
-}
-
-/// Index just past the JSON value starting at `i`.
-fn value_end(s: &[u8], i: usize) -> Option<usize> {
-    match *s.get(i)? {
-        b'"' => string_end(s, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < s.len() {
-                match s[j] {
-                    b'"' => {
-                        j = string_end(s, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            None
-        }
-        _ => {
-            let mut j = i;
-            while j < s.len() && !matches!(s[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-            {
-                j += 1;
-            }
-            (j > i).then_some(j)
         }
     }
 }

@@ -17,6 +17,10 @@ struct Ev {
 }
 
 fn push(batch: &mut EventBatch, e: &Ev) {
+    push_with_id(batch, e, e.id.as_bytes());
+}
+
+fn push_with_id(batch: &mut EventBatch, e: &Ev, id: &[u8]) {
     let props: Vec<Property> = e
         .props
         .iter()
@@ -35,7 +39,7 @@ fn push(batch: &mut EventBatch, e: &Ev) {
         entity_id: &e.entity,
         properties: &props,
     };
-    batch.push_event(&ev, e.id.as_bytes(), e.ts);
+    batch.push_event(&ev, id, e.ts);
 }
 
 fn values() -> Vec<&'static [u8]> {
@@ -235,28 +239,7 @@ fn the_tool_default_event_takes_under_80_bytes() {
             entity: format!("lt-{:06}", (i * 7919) % 10_000),
             props,
         };
-        let plist: Vec<Property> = ev
-            .props
-            .iter()
-            .map(|(k, v)| Property {
-                key: k.as_str(),
-                value: v.as_slice(),
-            })
-            .collect();
-        b.push_event(
-            &EventRef {
-                event_id: None,
-                stream: ev.stream,
-                source: ev.source,
-                timestamp_ms: None,
-                key: None,
-                schema: None,
-                entity_id: &ev.entity,
-                properties: &plist,
-            },
-            id,
-            ev.ts,
-        );
+        push_with_id(&mut b, &ev, id);
     }
     b.stamp_ingest(now + 4);
     let prevs: Vec<u64> = (0..1000).map(|_| SECTION_LSN - 800_000).collect();
