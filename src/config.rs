@@ -300,6 +300,37 @@ pub struct Config {
         default_value_t = 30_000
     )]
     pub ws_ping_interval_ms: u64,
+
+    /// Cluster mode (see README "Cluster"): comma-separated `nats://[user:pass@]host:port`
+    /// URLs of a NATS cluster with JetStream. Unset (the default): a single node.
+    #[arg(long = "nats-url", env = "FLUX_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Cluster mode: this node's name, unique in the cluster and stable across restarts
+    /// (letters, digits, `-`, `_`; at most 64 bytes).
+    #[arg(long = "node-id", env = "FLUX_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Cluster mode: the `http://host:port` other nodes use to reach this node.
+    /// Default: `http://127.0.0.1:PORT`.
+    #[arg(long = "advertise-url", env = "FLUX_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Cluster mode: replicas of each JetStream stream and bucket (1..=5; NATS caps it
+    /// at the cluster's size).
+    #[arg(long = "replicas", env = "FLUX_REPLICAS", default_value_t = 3)]
+    pub replicas: usize,
+
+    /// Cluster mode: milliseconds a group's ownership lease lasts without renewal; a
+    /// dead node's groups move after about this long (renewed every third of it).
+    /// 1000..=60000.
+    #[arg(long = "lease-ms", env = "FLUX_LEASE_MS", default_value_t = 6_000)]
+    pub lease_ms: u64,
+
+    /// Cluster mode: partition groups (the unit of ownership, one JetStream stream
+    /// each). Fixed when the cluster is created; a multiple of FLUX_SHARDS, 1..=256.
+    #[arg(long = "groups", env = "FLUX_GROUPS", default_value_t = 16)]
+    pub groups: usize,
 }
 
 impl Config {
@@ -390,12 +421,66 @@ impl Config {
             return Err("FLUX_IO_MEMORY_KIB must be at least 64".into());
         }
         self.validate_ws()?;
+        self.validate_cluster()?;
         Ok(())
     }
 }
 
 impl Config {
     /// The bounds of the deletion, WebSocket and metrics settings.
+    /// Whether cluster mode is on (`FLUX_NATS_URL` is set).
+    pub fn cluster(&self) -> bool {
+        self.nats_url.is_some()
+    }
+
+    /// This node's URL for the other nodes.
+    pub fn advertise(&self) -> String {
+        self.advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.listen_addr().port()))
+    }
+
+    fn validate_cluster(&self) -> Result<(), String> {
+        let Some(urls) = &self.nats_url else {
+            return Ok(());
+        };
+        if urls.split(',').any(|u| u.trim().is_empty()) {
+            return Err("FLUX_NATS_URL must be a comma-separated list of nats://host:port".into());
+        }
+        match &self.node_id {
+            None => return Err("cluster mode (FLUX_NATS_URL) needs FLUX_NODE_ID".into()),
+            Some(id)
+                if id.is_empty()
+                    || id.len() > 64
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                return Err("FLUX_NODE_ID must be 1..=64 letters, digits, '-' or '_'".into())
+            }
+            Some(_) => {}
+        }
+        if let Some(u) = &self.advertise_url {
+            if !u.starts_with("http://") || u.len() <= "http://".len() {
+                return Err("FLUX_ADVERTISE_URL must look like http://host:port".into());
+            }
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err("FLUX_REPLICAS must be 1..=5".into());
+        }
+        if !(1000..=60_000).contains(&self.lease_ms) {
+            return Err("FLUX_LEASE_MS must be 1000..=60000".into());
+        }
+        let shards = self.shard_count();
+        if !(1..=256).contains(&self.groups) || self.groups % shards != 0 {
+            return Err(format!(
+                "FLUX_GROUPS must be 1..=256 and a multiple of FLUX_SHARDS ({shards}), got {}",
+                self.groups
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_ws(&self) -> Result<(), String> {
         if !(1..=1_000_000).contains(&self.max_batch_delete) {
             return Err("FLUX_MAX_BATCH_DELETE must be 1..=1000000".into());

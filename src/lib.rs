@@ -10,6 +10,7 @@
 //! | | [`tools`] | operator commands: `flux backup`, `restore`, `export`, `import` |
 //! | connections | [`net`] | per-shard listener and the connection loop |
 //! | features | [`api`] | endpoint handlers |
+//! | | [`cluster`] | cluster mode on NATS JetStream: groups, leases, the NATS bridge thread, owners' appends, requests to other nodes |
 //! | | [`ui`] | the browser console: embedded static assets with ETags and a strict CSP |
 //! | | [`ws`] | WebSocket `/api/ws`: handshake, sessions, subscriptions, cross-shard fan-out |
 //! | | [`metrics`] | per-shard counters and histograms, `metrics_update`, Prometheus text |
@@ -32,6 +33,7 @@
 pub mod api;
 pub mod auth;
 pub mod bytes;
+pub mod cluster;
 pub mod config;
 pub mod dirlock;
 pub mod event;

@@ -227,6 +227,35 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let shared = Arc::new(Shared::new(count, limits));
     let registry = Arc::new(crate::metrics::Registry::new(count));
     let switchboard = Arc::new(crate::ws::Switchboard::new(count));
+    // Cluster mode: the NATS bridge starts first (streams, buckets, leases); each
+    // shard gets the receiving end of its inbox once it has recovered.
+    let cluster = cfg
+        .cluster()
+        .then(|| Arc::new(crate::cluster::Cluster::new(&cfg)));
+    let mut inboxes: Vec<
+        Option<futures_channel::mpsc::Receiver<crate::cluster::bridge::ShardCmd>>,
+    > = (0..count).map(|_| None).collect();
+    if let Some(c) = &cluster {
+        let mut senders = Vec::with_capacity(count);
+        for inbox in inboxes.iter_mut() {
+            let (tx, rx) = futures_channel::mpsc::channel(crate::cluster::bridge::SHARD_INBOX);
+            senders.push(tx);
+            *inbox = Some(rx);
+        }
+        let handle = crate::cluster::bridge::start(
+            c.clone(),
+            cfg.nats_url.clone().unwrap_or_default(),
+            cfg.replicas,
+            Duration::from_millis(cfg.lease_ms),
+            senders,
+        )
+        .map_err(StartError)?;
+        c.set_bridge(handle);
+        eprintln!(
+            "flux: cluster mode: node {} ({}), {} groups, connected to NATS",
+            c.node, c.url, c.groups
+        );
+    }
     let mesh_builder = MeshBuilder::<Request, _>::full(count, MESH_CHANNEL_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardId, String>>();
 
@@ -241,6 +270,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
             (auth.clone(), registry.clone(), switchboard.clone());
         let mesh_builder = mesh_builder.clone();
         let ready = ready_tx.clone();
+        let cluster2 = cluster.clone();
+        let inbox = inboxes[i].take();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cfg.cpu_for(i)))
             .name(&format!("flux-shard-{i}"))
             .io_memory(cfg.io_memory_kib * 1024)
@@ -282,6 +313,10 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     .with(crate::auth::Local::new(auth2))
                     .with(crate::metrics::Local::new(registry2))
                     .with(crate::ws::Hub::new(count, &cfg2, switchboard2));
+                let services = match &cluster2 {
+                    Some(c) => services.with(crate::cluster::Local::new(c.clone())),
+                    None => services,
+                };
                 let shard = Shard::new(
                     id,
                     count,
@@ -308,6 +343,12 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     std::process::exit(1);
                 }
                 shard.publish_room();
+                if let Some(rx) = inbox {
+                    // Cluster mode: the streams are the record; each group this node
+                    // takes is rebuilt from its stream (`cluster::owner::acquire`).
+                    shard.store.borrow_mut().remove_where(|_| true);
+                    glommio::spawn_local(crate::cluster::owner::inbox(shard.clone(), rx)).detach();
+                }
                 shard.shared.recovered.fetch_add(1, Ordering::AcqRel);
                 if let SyncMode::Interval { ms } = shard.config.sync {
                     let s = shard.clone();

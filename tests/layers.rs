@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["server", "tools"],
     &["net"],
     &["api"],
+    &["cluster"],
     &["ui"],
     &["ws"],
     &["metrics"],

@@ -13,10 +13,6 @@
 //! created between the phases are not deleted (the request deletes what matched when
 //! it was listed).
 
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
-use std::task::Poll;
-
 use hashbrown::HashSet;
 use simd_json::prelude::*;
 
@@ -28,7 +24,7 @@ use crate::http::route::ENTITY_PREFIX;
 use crate::ingest::validate::valid_entity_id;
 use crate::json;
 use crate::shard::mesh::Unavailable;
-use crate::shard::{ApplyError, Shard, ShardId};
+use crate::shard::{join_all, ApplyError, Shard, ShardId};
 use crate::time;
 
 impl Shard {
@@ -117,32 +113,6 @@ async fn scan(
         .await
 }
 
-/// Runs futures concurrently (one task), returning their outputs in order.
-pub(super) async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    poll_fn(|cx| {
-        let mut done = true;
-        for (f, out) in futs.iter_mut().zip(outs.iter_mut()) {
-            if out.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
-    outs.into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
-}
-
 /// Deletes `ids` (distinct), one message per owning shard, all shards at once.
 /// Returns, per id in order, whether it existed.
 async fn delete_ids(shard: &Shard, ids: &[Vec<u8>], sync: bool) -> Result<Vec<bool>, ApplyError> {
@@ -228,14 +198,29 @@ pub async fn delete_entity(
     let event_id = shard.ids.borrow_mut().next_str(now, &mut id_buf).to_vec();
     let mut batch = EventBatch::default();
     batch.push_tombstone(id, &event_id, now);
-    match apply_part(
-        shard,
-        shard.owner(id),
-        batch,
-        shard.sync_always() || req.sync_always,
-    )
-    .await
-    {
+    let applied = if crate::cluster::local(shard).is_some() {
+        // Cluster mode: this node serves the entity's group (the request was sent
+        // here by `api::cluster`); the tombstone goes through the group's stream.
+        let mut probe = Vec::new();
+        match shard.get_entity(shard.owner(id), id, &mut probe).await {
+            Ok(false) => Ok(vec![false]),
+            Ok(true) => {
+                crate::cluster::write::apply_single(shard, shard.owner(id), &mut batch, false)
+                    .await
+                    .map(|()| vec![true])
+            }
+            Err(_) => Err(ApplyError::Unavailable),
+        }
+    } else {
+        apply_part(
+            shard,
+            shard.owner(id),
+            batch,
+            shard.sync_always() || req.sync_always,
+        )
+        .await
+    };
+    match applied {
         Ok(existed) if existed.first() == Some(&true) => {
             body.clear();
             body.extend_from_slice(b"{\"entity_id\":");

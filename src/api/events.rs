@@ -81,7 +81,7 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
         }
     }
     let sync = shard.sync_always() || req.sync_always;
-    let result = crate::shard::txn::apply_single(shard, owner, &mut batch, sync).await;
+    let result = crate::cluster::write::apply_single(shard, owner, &mut batch, sync).await;
     match result {
         Ok(()) => respond::json(out, 200, req.persist, b"", body),
         Err(e) => super::apply_failed(out, req, &e),
@@ -260,7 +260,7 @@ pub async fn post_batch(
         futures_lite::future::yield_now().await;
     }
     let sync = shard.sync_always() || req.sync_always;
-    let result = crate::shard::txn::apply_batch(shard, &mut batches, sync).await;
+    let result = crate::cluster::write::apply_batch(shard, &mut batches, sync).await;
     if let Err(e) = result {
         super::apply_failed(out, req, &e);
         return;

@@ -219,6 +219,12 @@ pub struct Continuation {
     first: Vec<u8>,
 }
 
+/// The entity a history request names, if the query is valid (to find its owner in
+/// cluster mode).
+pub fn entity_param(query: Option<&[u8]>) -> Option<Vec<u8>> {
+    HistoryQuery::parse(query).ok().map(|q| q.entity.to_vec())
+}
+
 pub async fn get_history(
     shard: &Shard,
     req: &Request<'_>,

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod cluster;
 pub mod delete;
 pub mod entities;
 pub mod events;
@@ -32,6 +33,12 @@ pub struct Request<'a> {
     pub if_none_match: Option<&'a [u8]>,
     /// `X-Flux-Sync: always`: this request's writes are acknowledged only once durable.
     pub sync_always: bool,
+    /// Sent by another cluster node (`X-Flux-Forwarded`): answered from this node's
+    /// own groups, never forwarded again.
+    pub forwarded: bool,
+    /// The raw `Authorization` header (forwarded as is to the node that owns an
+    /// entity in cluster mode).
+    pub authorization: Option<&'a [u8]>,
 }
 
 /// What the connection does after the handler returns.
@@ -84,6 +91,16 @@ pub async fn dispatch(
             let Some(scope) = read_scope(shard, req, out) else {
                 return Reply::Done;
             };
+            if let Some(id) = history::entity_param(req.query) {
+                match cluster::owner_elsewhere(shard, req, &id, out).await {
+                    Ok(Some(url)) => {
+                        cluster::forward(shard, req, "GET", &url, out).await;
+                        return Reply::Done;
+                    }
+                    Ok(None) => {}
+                    Err(()) => return Reply::Done,
+                }
+            }
             match history::get_history(shard, req, &scope, out, body).await {
                 Some(rest) => Reply::History(rest),
                 None => Reply::Done,
@@ -91,12 +108,30 @@ pub async fn dispatch(
         }
         Endpoint::GetEntity => {
             if let Some(scope) = read_scope(shard, req, out) {
-                entities::get_entity(shard, req, &scope, out, body).await;
+                let id = &req.path[crate::http::route::ENTITY_PREFIX.len()..];
+                match cluster::owner_elsewhere(shard, req, id, out).await {
+                    Ok(Some(url)) => cluster::forward(shard, req, "GET", &url, out).await,
+                    Ok(None) => entities::get_entity(shard, req, &scope, out, body).await,
+                    Err(()) => {}
+                }
             }
             Reply::Done
         }
         Endpoint::DeleteEntity => {
-            delete::delete_entity(shard, req, out, body).await;
+            let id = &req.path[crate::http::route::ENTITY_PREFIX.len()..];
+            match cluster::owner_elsewhere(shard, req, id, out).await {
+                Ok(Some(url)) => cluster::forward(shard, req, "DELETE", &url, out).await,
+                Ok(None) => delete::delete_entity(shard, req, out, body).await,
+                Err(()) => {}
+            }
+            Reply::Done
+        }
+        Endpoint::ClusterStatus => {
+            cluster::status(shard, req, out, body);
+            Reply::Done
+        }
+        Endpoint::InternalPart => {
+            cluster::internal_part(shard, req, out).await;
             Reply::Done
         }
         Endpoint::BatchDelete => {

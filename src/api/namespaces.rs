@@ -161,7 +161,7 @@ async fn entity_count(shard: &Shard, ns: &Namespace) -> Result<u64, Unavailable>
     let mut prefix = ns.name.as_bytes().to_vec();
     prefix.push(b'/');
     let counts = (0..shard.count).map(|i| shard.count_prefix_on(ShardId(i as u16), &prefix));
-    let counts = super::delete::join_all(counts.collect()).await;
+    let counts = crate::shard::join_all(counts.collect()).await;
     counts.into_iter().sum()
 }
 

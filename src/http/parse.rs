@@ -96,6 +96,9 @@ pub struct Head {
     /// `X-Flux-Sync: always`: acknowledge this request's writes only once they are on
     /// stable storage, whatever `FLUX_SYNC` says.
     pub sync_always: bool,
+    /// `X-Flux-Forwarded` (any value): sent by another cluster node; answered here,
+    /// never sent on.
+    pub forwarded: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,6 +351,7 @@ fn build_head(
         ws_key: facts.ws_key,
         ws_version_13: facts.ws_version_13 == Some(true),
         sync_always: facts.sync_always,
+        forwarded: facts.forwarded,
     })
 }
 
@@ -370,6 +374,7 @@ struct HeaderFacts {
     ws_key: Option<(u32, u32)>,
     ws_version_13: Option<bool>,
     sync_always: bool,
+    forwarded: bool,
 }
 
 impl HeaderFacts {
@@ -396,6 +401,7 @@ impl HeaderFacts {
             11 if name.eq_ignore_ascii_case(b"x-flux-sync") => {
                 self.sync_always |= value.eq_ignore_ascii_case(b"always");
             }
+            16 if name.eq_ignore_ascii_case(b"x-flux-forwarded") => self.forwarded = true,
             13 if name.eq_ignore_ascii_case(b"authorization") => {
                 // Not a list header: two credentials are ambiguous, so refuse rather than
                 // guess which one a proxy in front of us checked.

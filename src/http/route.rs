@@ -38,6 +38,11 @@ pub enum Endpoint {
     Backup,
     /// `GET /` and `GET /ui/…`: the browser console's static assets (`ui`).
     Console,
+    /// `GET /api/cluster`: cluster mode's groups and their owners.
+    ClusterStatus,
+    /// `POST /api/internal/part?group=G[&txn=T]` (cluster mode, between nodes): a
+    /// group's part for its owner.
+    InternalPart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +68,9 @@ pub enum BodyClass {
 impl Route {
     pub fn body_class(self) -> BodyClass {
         match self {
-            Route::Found(Endpoint::PostBatch | Endpoint::BatchDelete) => BodyClass::Batch,
+            Route::Found(Endpoint::PostBatch | Endpoint::BatchDelete | Endpoint::InternalPart) => {
+                BodyClass::Batch
+            }
             Route::Found(Endpoint::PostEvent) => BodyClass::Single,
             _ => BodyClass::Other,
         }
@@ -105,6 +112,8 @@ pub fn route(method: Method, path: &[u8]) -> Route {
             _ => Route::MethodNotAllowed(b"Allow: GET, HEAD, POST\r\n"),
         },
         b"/api/admin/backup" => one(method, Post, Backup, b"Allow: POST\r\n"),
+        b"/api/cluster" => one(method, Get, ClusterStatus, b"Allow: GET, HEAD\r\n"),
+        b"/api/internal/part" => one(method, Post, InternalPart, b"Allow: POST\r\n"),
         b"/api/state/namespaces" => one(method, Get, ListNamespaces, b"Allow: GET, HEAD\r\n"),
         b"/api/admin/config" => match method {
             Get => Route::Found(GetConfig),

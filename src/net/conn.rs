@@ -357,6 +357,8 @@ impl Conn {
                 .if_none_match
                 .map(|(a, b)| &buf[a as usize..b as usize]),
             sync_always: head.sync_always,
+            forwarded: head.forwarded,
+            authorization: head.authorization.map(|r| range_slice(buf, r)),
         };
         let mark = self.out.len();
         let dispatched = Instant::now();

@@ -518,6 +518,12 @@ impl Shard {
         }
     }
 
+    /// Logs and applies records whose ingest time is already stamped (a cluster
+    /// group's part, applied as its stream holds it): one `FRAME_EVENTS` frame.
+    pub fn apply_stamped(&self, batch: &EventBatch) -> Result<u64, ApplyError> {
+        self.log_and_apply(FrameShape::Events, batch)
+    }
+
     /// Logs a cross-shard batch's intent (every part; ours first) and applies our own
     /// part from it: the batch's commit point (see `txn`).
     pub fn apply_intent(
@@ -855,6 +861,32 @@ impl Shard {
             Request::Run(task) => task(&self.me()),
         }
     }
+}
+
+/// Runs futures concurrently (one task), returning their outputs in order.
+pub async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (f, out) in futs.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outs.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }
 
 /// Base LSN given to records applied without a log frame (`apply_committed_part`):

@@ -36,8 +36,10 @@ impl Services {
         }
     }
 
+    /// The installed value of type `T`, if any (for services installed only in some
+    /// modes, like the cluster's).
     #[inline]
-    fn find<T: 'static>(&self) -> Option<&T> {
+    pub fn find<T: 'static>(&self) -> Option<&T> {
         self.items.iter().find_map(|b| b.downcast_ref::<T>())
     }
 }

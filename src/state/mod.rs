@@ -151,6 +151,15 @@ impl Store {
         }
     }
 
+    /// Removes every entity whose id `drop` selects (a cluster node giving a group
+    /// up); returns how many.
+    pub fn remove_where(&mut self, mut drop: impl FnMut(&[u8]) -> bool) -> usize {
+        let before = self.by_id.len();
+        self.by_id.retain(|id, _| !drop(id));
+        self.order.retain(|id| !drop(id));
+        before - self.by_id.len()
+    }
+
     pub fn get(&self, id: &[u8]) -> Option<&Entity> {
         self.by_id.get(&Key(id))
     }

@@ -105,6 +105,16 @@ impl Shard {
     /// The hook after records are applied (see the module doc). `records` are encoded
     /// records (`event.rs`), stamped with their ingest time.
     pub fn fanout(&self, records: &[u8]) {
+        self.fanout_counted(records, true)
+    }
+
+    /// Records another cluster node applied (`cluster`): to this node's subscribers,
+    /// not counted again in this node's event counters.
+    pub fn fanout_from_peer(&self, records: &[u8]) {
+        self.fanout_counted(records, false)
+    }
+
+    fn fanout_counted(&self, records: &[u8], count: bool) {
         let counters = crate::metrics::registry(self).shard(self.id);
         let hub = crate::ws::hub(self);
         let interests = hub.interests.borrow();
@@ -124,7 +134,7 @@ impl Shard {
             };
             off += len;
             match r.kind {
-                KIND_EVENT => {
+                KIND_EVENT if count => {
                     events += 1;
                     counters
                         .publishers
@@ -146,8 +156,10 @@ impl Shard {
                 sc.per_shard[s.index()].push(index);
             }
         }
-        ShardCounters::bump(&counters.events, events);
-        ShardCounters::bump(&counters.deletions, deletions);
+        if count {
+            ShardCounters::bump(&counters.events, events);
+            ShardCounters::bump(&counters.deletions, deletions);
+        }
         if rendered_before == 0 && !sc.records.is_empty() {
             // The first records since the last flush: the flush task ships them once
             // the tasks already runnable (more ingestion, usually) have had their turn.

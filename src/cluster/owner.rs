@@ -1,0 +1,468 @@
+//! The owner's side of a group: appending parts to its stream and applying them,
+//! taking a group over, giving it up, and the inbox the bridge feeds.
+//!
+//! All of it runs on the shard that holds the group (`shard_of_group`). A group's
+//! appends go one at a time (`Group::lock`): each names the sequence it expects to
+//! follow, so one in flight per group is what the fence allows.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ::bytes::Bytes;
+use futures_channel::{mpsc, oneshot};
+use futures_util::StreamExt;
+use glommio::sync::Semaphore;
+
+use super::bridge::{Ack, Cmd, Fetched, PubError, ShardCmd};
+use super::{group_of, local, Cluster};
+use crate::event::{EventBatch, Properties, Record};
+use crate::shard::{ApplyError, Shard};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Taken; replaying the stream before serving.
+    Loading,
+    Serving,
+    /// Given up (lease lost, fenced, released): its state is dropped.
+    Gone,
+}
+
+/// A group this shard holds.
+pub struct Group {
+    pub id: u16,
+    state: Cell<State>,
+    /// The stream sequence of the last message applied here.
+    applied: Cell<u64>,
+    lock: Semaphore,
+    /// Intents (their `FLUX_TXN` sequence) whose part for this group is in the stream.
+    txns: RefCell<HashSet<u64>>,
+}
+
+impl Group {
+    fn new(id: u16) -> Self {
+        Group {
+            id,
+            state: Cell::new(State::Loading),
+            applied: Cell::new(0),
+            lock: Semaphore::new(1),
+            txns: RefCell::new(HashSet::new()),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state.get()
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied.get()
+    }
+}
+
+/// Why a part was not applied by its owner.
+#[derive(Debug)]
+pub enum WriteError {
+    /// This node does not (or no longer) serve the group: ask again where it lives.
+    NotOwner,
+    /// Not applied (or unknown, said in the message); 503.
+    Unavailable(String),
+}
+
+impl From<WriteError> for ApplyError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotOwner => ApplyError::Storage(
+                "the group of these entities is moving to another node; retry".into(),
+            ),
+            WriteError::Unavailable(m) => ApplyError::Storage(m),
+        }
+    }
+}
+
+/// How long a write waits for a group being taken over here.
+const LOADING_WAIT: Duration = Duration::from_secs(20);
+
+/// The group, once it serves here (waits while it is being taken over).
+async fn serving_group(shard: &Shard, g: u16) -> Result<Rc<Group>, WriteError> {
+    let l = local(shard).ok_or(WriteError::NotOwner)?;
+    let started = std::time::Instant::now();
+    loop {
+        let group = l.groups.borrow().get(&g).cloned();
+        match group {
+            Some(gr) if gr.state() == State::Serving => return Ok(gr),
+            Some(gr) if gr.state() == State::Loading && started.elapsed() < LOADING_WAIT => {}
+            None if l.cluster.is_mine(g) && started.elapsed() < LOADING_WAIT => {}
+            _ => return Err(WriteError::NotOwner),
+        }
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Builds a batch from records read off the network or a stream, checking every
+/// record and that each belongs to group `g`.
+pub fn batch_from_records(buf: Vec<u8>, g: u16, groups: usize) -> Option<EventBatch> {
+    let mut count = 0u32;
+    let mut props = 0u32;
+    let mut off = 0;
+    while off < buf.len() {
+        let (r, len) = Record::parse_stored(&buf[off..])?;
+        if group_of(r.entity_id, groups) != g {
+            return None;
+        }
+        count += 1;
+        props += Properties(r.properties).count() as u32;
+        off += len;
+    }
+    Some(EventBatch {
+        buf,
+        count,
+        props,
+        txn: None,
+    })
+}
+
+/// The message id of a part: its first event's id and how many events it has (a
+/// single event: its id alone), or the intent and group of a batch's part.
+fn msg_id(batch: &EventBatch, txn: Option<u64>, g: u16) -> String {
+    if let Some(t) = txn {
+        return format!("t{t}.g{g}");
+    }
+    match batch.records().next() {
+        Some(r) if batch.count == 1 => String::from_utf8_lossy(r.event_id).into_owned(),
+        Some(r) => format!("{}+{}", String::from_utf8_lossy(r.event_id), batch.count),
+        None => String::new(),
+    }
+}
+
+async fn publish(
+    cluster: &Cluster,
+    g: u16,
+    payload: Bytes,
+    msg_id: String,
+    expected: u64,
+    txn: Option<u64>,
+    claim: bool,
+) -> Result<Ack, PubError> {
+    let (tx, rx) = oneshot::channel();
+    cluster
+        .bridge()
+        .send(Cmd::Publish {
+            group: g,
+            payload,
+            msg_id,
+            expected,
+            txn,
+            claim,
+            reply: tx,
+        })
+        .await
+        .map_err(PubError::Other)?;
+    rx.await
+        .unwrap_or_else(|_| Err(PubError::Other("the NATS bridge dropped the append".into())))
+}
+
+/// Appends group `g`'s part to its stream and applies it here, the owner (see the
+/// module doc of `cluster`). `txn`: the intent of a batch that spans groups.
+pub async fn apply_part(
+    shard: &Shard,
+    g: u16,
+    mut batch: EventBatch,
+    txn: Option<u64>,
+) -> Result<(), WriteError> {
+    let cluster = local(shard).ok_or(WriteError::NotOwner)?.cluster.clone();
+    let group = serving_group(shard, g).await?;
+    let _turn = group
+        .lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| WriteError::NotOwner)?;
+    if group.state() != State::Serving {
+        return Err(WriteError::NotOwner);
+    }
+    if let Some(t) = txn {
+        if group.txns.borrow().contains(&t) {
+            return Ok(()); // added already (by the intent scanner, or a retry)
+        }
+    }
+    batch.stamp_ingest(crate::time::now_ms());
+    let payload = Bytes::from(batch.buf.clone());
+    let id = msg_id(&batch, txn, g);
+    // Bound: the second turn follows a catch-up that found only this node's own
+    // appends; another refusal means the group moved.
+    for attempt in 0..2 {
+        let r = publish(
+            &cluster,
+            g,
+            payload.clone(),
+            id.clone(),
+            group.applied(),
+            txn,
+            false,
+        )
+        .await;
+        match r {
+            Ok(ack) if ack.seq <= group.applied() => return Ok(()), // a duplicate, applied
+            Ok(ack) => {
+                if ack.seq != group.applied() + 1 {
+                    // The stream holds messages we have not applied (an earlier append
+                    // whose answer was lost): apply them first, in order.
+                    catch_up(shard, &group, ack.seq - 1)
+                        .await
+                        .map_err(WriteError::Unavailable)?;
+                }
+                return apply_here(shard, &cluster, &group, &batch, payload, ack.seq, txn);
+            }
+            Err(PubError::Fenced) if attempt == 0 => {
+                match catch_up(shard, &group, u64::MAX).await {
+                    Ok(false) => continue, // only our own appends: try again
+                    Ok(true) => {}         // another node claimed the group
+                    Err(e) => return Err(WriteError::Unavailable(e)),
+                }
+                give_up(
+                    shard,
+                    &cluster,
+                    &group,
+                    "another node appended to its stream",
+                )
+                .await;
+                return Err(WriteError::NotOwner);
+            }
+            Err(PubError::Fenced) => {
+                give_up(shard, &cluster, &group, "its stream moved on twice").await;
+                return Err(WriteError::NotOwner);
+            }
+            Err(PubError::Other(e)) => {
+                return Err(WriteError::Unavailable(format!(
+                    "the replicated log did not acknowledge the write ({e}); it may or may \
+                     not be applied: retry with the same eventIds"
+                )))
+            }
+        }
+    }
+    Err(WriteError::NotOwner)
+}
+
+fn apply_here(
+    shard: &Shard,
+    cluster: &Cluster,
+    group: &Group,
+    batch: &EventBatch,
+    payload: Bytes,
+    seq: u64,
+    txn: Option<u64>,
+) -> Result<(), WriteError> {
+    if let Err(e) = shard.apply_stamped(batch) {
+        // The stream holds it: it is committed, but this node's state is not whole
+        // any more; another node rebuilds the group from the stream.
+        let msg = format!(
+            "the write is in the replicated log but this node could not apply it ({}); \
+             the group moves to another node",
+            crate::shard::describe(&e)
+        );
+        group.state.set(State::Gone);
+        let _ = cluster.bridge().try_send(Cmd::Fenced { group: group.id });
+        return Err(WriteError::Unavailable(msg));
+    }
+    group.applied.set(seq);
+    if let Some(t) = txn {
+        group.txns.borrow_mut().insert(t);
+    }
+    if !cluster.bridge().try_send(Cmd::Fanout {
+        group: group.id,
+        seq,
+        payload,
+    }) {
+        eprintln!("flux: cluster: fan-out queue full, an update was not sent to the other nodes");
+    }
+    Ok(())
+}
+
+/// Applies the group's stream after what is applied here, up to `upto` (or its end).
+/// Returns whether it met another node's claim (the group moved away).
+async fn catch_up(shard: &Shard, group: &Group, upto: u64) -> Result<bool, String> {
+    let cluster = &local(shard).expect("cluster mode").cluster;
+    let (tx, mut rx) = mpsc::channel::<Fetched>(256);
+    cluster
+        .bridge()
+        .send(Cmd::Fetch {
+            group: group.id,
+            from: group.applied() + 1,
+            to: tx,
+        })
+        .await?;
+    let mut foreign_claim = false;
+    let mut n = 0u64;
+    while let Some(f) = rx.next().await {
+        match f {
+            Fetched::Msg {
+                seq,
+                txn,
+                claim,
+                payload,
+            } => {
+                if seq <= group.applied() || seq > upto {
+                    continue;
+                }
+                if let Some(node) = claim {
+                    if node != cluster.node && group.state() == State::Serving {
+                        foreign_claim = true;
+                    }
+                } else if !payload.is_empty() {
+                    let Some(batch) =
+                        batch_from_records(payload.to_vec(), group.id, cluster.groups)
+                    else {
+                        return Err(format!(
+                            "message {seq} of stream {} is not a valid part",
+                            super::bridge::stream_name(group.id)
+                        ));
+                    };
+                    shard
+                        .apply_stamped(&batch)
+                        .map_err(|e| crate::shard::describe(&e))?;
+                }
+                if let Some(t) = txn {
+                    group.txns.borrow_mut().insert(t);
+                }
+                group.applied.set(seq);
+                n += 1;
+                if n % 256 == 0 {
+                    glommio::yield_if_needed().await;
+                }
+            }
+            Fetched::End { .. } => return Ok(foreign_claim),
+            Fetched::Failed(e) => return Err(e),
+        }
+    }
+    Err("the NATS bridge stopped".into())
+}
+
+/// Drops the group here and tells the bridge (which gives the lease up).
+async fn give_up(shard: &Shard, cluster: &Cluster, group: &Group, why: &str) {
+    eprintln!(
+        "flux: cluster: node {} gives group {} up: {why}",
+        cluster.node, group.id
+    );
+    release(shard, group.id);
+    let _ = cluster.bridge().send(Cmd::Fenced { group: group.id }).await;
+}
+
+/// Stops serving group `g` here and drops its entities.
+pub fn release(shard: &Shard, g: u16) {
+    let Some(l) = local(shard) else { return };
+    if let Some(gr) = l.groups.borrow_mut().remove(&g) {
+        gr.state.set(State::Gone);
+    }
+    l.cluster.set_serving(g, false);
+    let groups = l.cluster.groups;
+    let n = shard
+        .store
+        .borrow_mut()
+        .remove_where(|id| group_of(id, groups) == g);
+    if n > 0 {
+        eprintln!(
+            "flux: cluster: shard {} dropped {n} entities of group {g}",
+            shard.id.0
+        );
+    }
+}
+
+/// Takes group `g` over: drops what this shard held of it, replays its stream, appends
+/// a claim (the fence for the previous owner), then serves it.
+pub async fn acquire(shard: Rc<Shard>, g: u16) {
+    let Some(l) = local(&shard) else { return };
+    let cluster = l.cluster.clone();
+    release(&shard, g);
+    let group = Rc::new(Group::new(g));
+    l.groups.borrow_mut().insert(g, group.clone());
+    let started = std::time::Instant::now();
+    let _turn = group.lock.acquire_permit(1).await;
+    // Bound: each turn either serves, stops (released meanwhile), or waits 500 ms;
+    // the lease loop releases the group if it cannot be renewed.
+    loop {
+        if group.state() == State::Gone {
+            return;
+        }
+        if let Err(e) = catch_up(&shard, &group, u64::MAX).await {
+            eprintln!("flux: cluster: replaying group {g}: {e}; retrying");
+            glommio::timer::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let id = format!("claim.{}.{}", cluster.node, crate::time::now_ms());
+        match publish(&cluster, g, Bytes::new(), id, group.applied(), None, true).await {
+            Ok(ack) => {
+                group.applied.set(ack.seq);
+                break;
+            }
+            Err(PubError::Fenced) => continue, // the old owner appended meanwhile
+            Err(PubError::Other(e)) => {
+                eprintln!("flux: cluster: claiming group {g}: {e}; retrying");
+                glommio::timer::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    if group.state() == State::Gone {
+        return;
+    }
+    group.state.set(State::Serving);
+    cluster.set_serving(g, true);
+    let _ = cluster
+        .bridge()
+        .send(Cmd::Serving {
+            group: g,
+            yes: true,
+        })
+        .await;
+    eprintln!(
+        "flux: cluster: node {} serves group {g} (stream at {}, {} ms)",
+        cluster.node,
+        group.applied(),
+        started.elapsed().as_millis()
+    );
+}
+
+/// A shard's inbox from the bridge.
+pub async fn inbox(shard: Rc<Shard>, mut rx: mpsc::Receiver<ShardCmd>) {
+    while let Some(cmd) = rx.next().await {
+        match cmd {
+            ShardCmd::Acquire { group } => {
+                glommio::spawn_local(acquire(shard.clone(), group)).detach();
+            }
+            ShardCmd::Release { group } => release(&shard, group),
+            ShardCmd::Remote { records } => {
+                if crate::event::valid_stored_records(&records) {
+                    shard.fanout_from_peer(&records);
+                }
+            }
+            ShardCmd::Intent {
+                txn,
+                group,
+                records,
+            } => {
+                let s = shard.clone();
+                glommio::spawn_local(async move {
+                    let groups = local(&s).map_or(1, |l| l.cluster.groups);
+                    let Some(batch) = batch_from_records(records, group, groups) else {
+                        eprintln!(
+                            "flux: cluster: intent {txn} has a malformed part for group {group}"
+                        );
+                        return;
+                    };
+                    let held = local(&s)
+                        .and_then(|l| l.groups.borrow().get(&group).cloned())
+                        .is_some_and(|gr| gr.txns.borrow().contains(&txn));
+                    if held {
+                        return;
+                    }
+                    match apply_part(&s, group, batch, Some(txn)).await {
+                        Ok(()) => {}
+                        Err(e) => eprintln!(
+                            "flux: cluster: redoing part of intent {txn} in group {group}: {e:?}"
+                        ),
+                    }
+                })
+                .detach();
+            }
+        }
+    }
+}
