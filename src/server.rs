@@ -260,6 +260,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardId, String>>();
 
     // Shards that have joined the mesh (see `stalled_start`).
+    let mut inbox_iter = inboxes.into_iter();
     let joined_count = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
@@ -271,7 +272,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         let mesh_builder = mesh_builder.clone();
         let ready = ready_tx.clone();
         let cluster2 = cluster.clone();
-        let inbox = inboxes[i].take();
+        let inbox = inbox_iter.next().flatten();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cfg.cpu_for(i)))
             .name(&format!("flux-shard-{i}"))
             .io_memory(cfg.io_memory_kib * 1024)

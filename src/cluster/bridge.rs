@@ -707,21 +707,19 @@ async fn lease_round(
                 .await
                 .map_err(|e| e.to_string())
         };
-        match r {
-            Ok(r) => {
-                eprintln!("flux: cluster: node {} takes group {g}", cluster.node);
-                l.held.insert(g, (r, Instant::now()));
-                l.seen.remove(&g);
-                cluster.set_owner(
-                    g,
-                    Some((cluster.node.as_str().into(), cluster.url.as_str().into())),
-                );
-                let _ = shards[shard_of_group(g, cluster.groups, cluster.shards).index()]
-                    .clone()
-                    .send(ShardCmd::Acquire { group: g })
-                    .await;
-            }
-            Err(_) => {} // another node was faster
+        // An error: another node was faster.
+        if let Ok(r) = r {
+            eprintln!("flux: cluster: node {} takes group {g}", cluster.node);
+            l.held.insert(g, (r, Instant::now()));
+            l.seen.remove(&g);
+            cluster.set_owner(
+                g,
+                Some((cluster.node.as_str().into(), cluster.url.as_str().into())),
+            );
+            let _ = shards[shard_of_group(g, cluster.groups, cluster.shards).index()]
+                .clone()
+                .send(ShardCmd::Acquire { group: g })
+                .await;
         }
     }
     Ok(())

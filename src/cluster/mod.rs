@@ -65,6 +65,9 @@ pub enum Route {
     Nobody,
 }
 
+/// A lease holder: (node, URL).
+pub type Owner = (Arc<str>, Arc<str>);
+
 #[derive(Default, Clone)]
 struct Slot {
     /// Lease holder: (node, url).
@@ -132,12 +135,9 @@ impl Cluster {
 
     pub(crate) fn set_owner(&self, g: u16, owner: Option<(Arc<str>, Arc<str>)>) {
         let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
-        if owner.as_ref().is_some_and(|(n, _)| **n == *self.node)
-            && !t[g as usize]
-                .owner
-                .as_ref()
-                .is_some_and(|(n, _)| **n == *self.node)
-        {
+        let mine =
+            |o: &Option<(Arc<str>, Arc<str>)>| o.as_ref().is_some_and(|(n, _)| **n == *self.node);
+        if mine(&owner) && !mine(&t[g as usize].owner) {
             self.acquired.fetch_add(1, Ordering::AcqRel);
         }
         t[g as usize].owner = owner;
@@ -158,7 +158,7 @@ impl Cluster {
     }
 
     /// `(group, node, url, served here)` for every group (`/api/cluster`).
-    pub fn owners(&self) -> Vec<(u16, Option<(Arc<str>, Arc<str>)>, bool)> {
+    pub fn owners(&self) -> Vec<(u16, Option<Owner>, bool)> {
         let t = self.table.read().unwrap_or_else(|e| e.into_inner());
         t.iter()
             .enumerate()
@@ -188,8 +188,6 @@ impl Local {
 /// This shard's cluster state; `None` on a single node (one field read).
 #[inline]
 pub fn local(shard: &Shard) -> Option<&Local> {
-    if shard.config.nats_url.is_none() {
-        return None;
-    }
+    shard.config.nats_url.as_ref()?;
     shard.services.find::<Local>()
 }

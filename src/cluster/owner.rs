@@ -188,9 +188,15 @@ pub async fn apply_part(
     batch.stamp_ingest(crate::time::now_ms());
     let payload = Bytes::from(batch.buf.clone());
     let id = msg_id(&batch, txn, g);
-    // Bound: the second turn follows a catch-up that found only this node's own
-    // appends; another refusal means the group moved.
-    for attempt in 0..2 {
+    // An append whose answer is lost (a NATS server died, a leader is being elected)
+    // is sent again, identical, until JetStream answers: its message id makes the
+    // retry a duplicate if the first one was stored, so the client gets a definite
+    // answer instead of "maybe".
+    let started = std::time::Instant::now();
+    let mut fenced_once = false;
+    // Bound: a Fenced answer is retried once (after a catch-up that found only our
+    // own appends); other failures are retried until AMBIGUOUS_RETRY has passed.
+    loop {
         let r = publish(
             &cluster,
             g,
@@ -213,10 +219,13 @@ pub async fn apply_part(
                 }
                 return apply_here(shard, &cluster, &group, &batch, payload, ack.seq, txn);
             }
-            Err(PubError::Fenced) if attempt == 0 => {
+            Err(PubError::Fenced) if !fenced_once => {
+                fenced_once = true;
                 match catch_up(shard, &group, u64::MAX).await {
-                    Ok(false) => continue, // only our own appends: try again
-                    Ok(true) => {}         // another node claimed the group
+                    // Only our own earlier appends (an answer lost), and still ours:
+                    // try again after them.
+                    Ok(false) if group.state() == State::Serving => continue,
+                    Ok(_) => {}
                     Err(e) => return Err(WriteError::Unavailable(e)),
                 }
                 give_up(
@@ -233,15 +242,22 @@ pub async fn apply_part(
                 return Err(WriteError::NotOwner);
             }
             Err(PubError::Other(e)) => {
+                if started.elapsed() < AMBIGUOUS_RETRY && group.state() == State::Serving {
+                    glommio::timer::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
                 return Err(WriteError::Unavailable(format!(
-                    "the replicated log did not acknowledge the write ({e}); it may or may \
-                     not be applied: retry with the same eventIds"
-                )))
+                    "the replicated log did not acknowledge the write within {} s ({e}); it \
+                     may or may not be applied: retry with the same eventIds",
+                    AMBIGUOUS_RETRY.as_secs()
+                )));
             }
         }
     }
-    Err(WriteError::NotOwner)
 }
+
+/// How long an append whose answer was lost is sent again.
+const AMBIGUOUS_RETRY: Duration = Duration::from_secs(20);
 
 fn apply_here(
     shard: &Shard,
@@ -304,8 +320,14 @@ async fn catch_up(shard: &Shard, group: &Group, upto: u64) -> Result<bool, Strin
                 if seq <= group.applied() || seq > upto {
                     continue;
                 }
+                if group.state() == State::Gone {
+                    // Released meanwhile: its state is dropped, nothing more is applied.
+                    return Err(format!("group {} was given up", group.id));
+                }
                 if let Some(node) = claim {
-                    if node != cluster.node && group.state() == State::Serving {
+                    // Another node claimed the group after what we applied: it moved.
+                    // (Taking a group over replays old claims too; it ignores this.)
+                    if node != cluster.node {
                         foreign_claim = true;
                     }
                 } else if !payload.is_empty() {

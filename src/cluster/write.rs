@@ -12,6 +12,9 @@ use crate::shard::{ApplyError, Shard};
 
 /// How long a write waits for a group that nobody serves (being taken over).
 const NOBODY_WAIT: Duration = Duration::from_secs(3);
+/// How long a committed batch's part is sent again before the answer says
+/// "committed, completed later" (the owners' redo of intents completes it).
+const PART_WAIT: Duration = Duration::from_secs(20);
 
 /// Applies one request's per-shard parts (`batches[i]` for shard `i`, as the API
 /// builds them) on their owners: through the shard layer on a single node, through
@@ -148,10 +151,30 @@ async fn write_part(
     txn: Option<u64>,
 ) -> Result<(), WriteError> {
     let started = std::time::Instant::now();
-    // Bound: every turn either answers, or waits 100 ms within NOBODY_WAIT.
+    let wait = if txn.is_some() {
+        PART_WAIT
+    } else {
+        NOBODY_WAIT
+    };
+    // Bound: every turn either answers, or waits 100 ms within `wait`.
     loop {
         match cluster.route(g) {
-            Route::Here => return apply_on_owner_shard(shard, cluster, g, batch, txn).await,
+            Route::Here if txn.is_none() => {
+                return apply_on_owner_shard(shard, cluster, g, batch, txn).await
+            }
+            Route::Here => {
+                let again = EventBatch {
+                    buf: batch.buf.clone(),
+                    count: batch.count,
+                    props: batch.props,
+                    txn: None,
+                };
+                match apply_on_owner_shard(shard, cluster, g, again, txn).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if started.elapsed() >= wait => return Err(e),
+                    Err(_) => {}
+                }
+            }
             Route::Node(url) => {
                 let mut target = format!("/api/internal/part?group={g}");
                 if let Some(t) = txn {
@@ -168,7 +191,7 @@ async fn write_part(
                     .await
                 {
                     Ok(a) if a.status == 200 => return Ok(()),
-                    Ok(a) if a.status == 409 && started.elapsed() < NOBODY_WAIT => {}
+                    Ok(a) if (a.status == 409 || a.status == 503) && started.elapsed() < wait => {}
                     Ok(a) => {
                         return Err(WriteError::Unavailable(format!(
                             "node {url} answered {}: {}",
@@ -176,13 +199,13 @@ async fn write_part(
                             String::from_utf8_lossy(&a.body)
                         )))
                     }
-                    Err(e) if started.elapsed() < NOBODY_WAIT => {
+                    Err(e) if started.elapsed() < wait => {
                         eprintln!("flux: cluster: {e}; retrying");
                     }
                     Err(e) => return Err(WriteError::Unavailable(e)),
                 }
             }
-            Route::Nobody if started.elapsed() < NOBODY_WAIT => {}
+            Route::Nobody if started.elapsed() < wait => {}
             Route::Nobody => {
                 return Err(WriteError::Unavailable(format!(
                     "no node serves group {g} right now (it is being taken over); retry"
