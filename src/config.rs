@@ -331,6 +331,16 @@ pub struct Config {
     /// each). Fixed when the cluster is created; a multiple of FLUX_SHARDS, 1..=256.
     #[arg(long = "groups", env = "FLUX_GROUPS", default_value_t = 16)]
     pub groups: usize,
+
+    /// Cluster mode: milliseconds between two snapshots of a changed group in the
+    /// JetStream object store `flux-snapshots` (a node taking the group over loads the
+    /// snapshot, then replays the stream after it). 1000..=3600000.
+    #[arg(
+        long = "group-snapshot-ms",
+        env = "FLUX_GROUP_SNAPSHOT_MS",
+        default_value_t = 30_000
+    )]
+    pub group_snapshot_ms: u64,
 }
 
 impl Config {
@@ -467,6 +477,9 @@ impl Config {
         }
         if !(1..=5).contains(&self.replicas) {
             return Err("FLUX_REPLICAS must be 1..=5".into());
+        }
+        if !(1000..=3_600_000).contains(&self.group_snapshot_ms) {
+            return Err("FLUX_GROUP_SNAPSHOT_MS must be 1000..=3600000".into());
         }
         if !(1000..=60_000).contains(&self.lease_ms) {
             return Err("FLUX_LEASE_MS must be 1000..=60000".into());

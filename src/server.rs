@@ -244,6 +244,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         }
         let handle = crate::cluster::bridge::start(
             c.clone(),
+            auth.clone(),
             cfg.nats_url.clone().unwrap_or_default(),
             cfg.replicas,
             Duration::from_millis(cfg.lease_ms),
@@ -349,6 +350,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     // takes is rebuilt from its stream (`cluster::owner::acquire`).
                     shard.store.borrow_mut().remove_where(|_| true);
                     glommio::spawn_local(crate::cluster::owner::inbox(shard.clone(), rx)).detach();
+                    glommio::spawn_local(crate::cluster::owner::snapshots(shard.clone())).detach();
                 }
                 shard.shared.recovered.fetch_add(1, Ordering::AcqRel);
                 if let SyncMode::Interval { ms } = shard.config.sync {

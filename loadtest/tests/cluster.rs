@@ -59,6 +59,7 @@ impl Cluster {
             .env("FLUX_BIN", support::server_binary())
             .env("NATS_SERVER", &nats)
             .env("FLUX_LEASE_MS", "3000")
+            .env("FLUX_GROUP_SNAPSHOT_MS", "1000")
             .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
@@ -177,6 +178,24 @@ fn try_http(
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     // Chunked answers are not used by the endpoints read here.
     Ok((status, body.to_string()))
+}
+
+/// The body of a chunked answer, chunks joined (listings are streamed).
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    // Bound: every turn consumes a chunk or ends.
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string(); // not chunked
+        };
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
 }
 
 fn event(id: &str, props: &str) -> String {
@@ -310,6 +329,19 @@ fn wait_served(c: &Cluster, via: usize, gone: &[&str], within: Duration) -> Dura
     }
 }
 
+/// The ids of a listing's entities (200 asserted).
+fn listed_ids(port: u16, path: &str) -> Vec<String> {
+    let (s, b) = http(port, "GET", path, "", None);
+    assert_eq!(s, 200, "{b}");
+    serde_json::from_str::<Value>(&dechunk(&b))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn three_nodes_on_three_nats_servers() {
     let nats = nats_server();
@@ -435,6 +467,64 @@ fn three_nodes_on_three_nats_servers() {
         );
     }
 
+    // A listing through any node merges every node's entities, sorted and paged.
+    let mut want: Vec<String> = (0..64).map(|i| format!("b-{i}")).collect();
+    want.sort();
+    for &p in &ports {
+        let got = listed_ids(p, "/api/state/entities?prefix=b-");
+        assert_eq!(got, want, "listing through {p}");
+        // Paged: limit and after.
+        let mut paged = Vec::new();
+        let mut after = String::new();
+        loop {
+            let path = format!("/api/state/entities?prefix=b-&limit=10&after={after}");
+            let page = listed_ids(p, &path);
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 10);
+            after = page.last().unwrap().clone();
+            paged.extend(page);
+        }
+        assert_eq!(paged, want, "paged listing through {p}");
+    }
+
+    // Batch deletes through one node reach every node's entities.
+    let ids: Vec<String> = (0..8).map(|i| format!("\"b-{i}\"")).collect();
+    let (s, b) = http(
+        ports[2],
+        "POST",
+        "/api/state/entities/delete",
+        &format!(r#"{{"entity_ids":[{},"nope-1"]}}"#, ids.join(",")),
+        None,
+    );
+    assert_eq!(s, 200, "{b}");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["deleted"], 8, "{v}");
+    assert_eq!(v["failed"], 1, "{v}");
+    assert_eq!(v["errors"][0]["entity_id"], "nope-1", "{v}");
+    for i in 0..8 {
+        assert!(
+            entity(ports[0], &format!("b-{i}")).is_none(),
+            "b-{i} deleted"
+        );
+    }
+    let (s, b) = http(
+        ports[0],
+        "POST",
+        "/api/state/entities/delete",
+        r#"{"prefix":"b-"}"#,
+        None,
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["deleted"],
+        56,
+        "{b}"
+    );
+    let (_, b) = http(ports[1], "GET", "/api/state/entities?prefix=b-", "", None);
+    assert_eq!(dechunk(&b), "[]");
+
     // Fencing: pause node C past its lease; its groups move; once it runs again it
     // must not get a write accepted for a group it lost, nor answer a stale read.
     let victim_groups: Vec<usize> = c
@@ -538,6 +628,18 @@ fn three_nodes_on_three_nats_servers() {
     eprintln!("groups of the killed node served elsewhere after {took:?}");
     let (ok, out) = load.join().unwrap();
     assert!(ok, "load run: {out}");
+    // The takeover loaded the groups' snapshots from JetStream (stored every second
+    // here) rather than replaying their whole streams.
+    let logs: String = [1, 3]
+        .iter()
+        .map(|i| {
+            std::fs::read_to_string(c.path().join(format!("flux-{i}.log"))).unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        logs.contains("snapshot loaded"),
+        "no takeover from a snapshot"
+    );
     let (ok, out) = tool(&["--url", &c.nodes[0].url, "--verify-from", &rec_s]);
     assert!(
         ok,
@@ -650,4 +752,127 @@ unsafe fn libc_kill(pid: i32, sig: i32) {
         fn kill(pid: i32, sig: i32) -> i32;
     }
     kill(pid, sig);
+}
+
+/// Auth mode across nodes: a namespace registered through one node works on every
+/// node; tokens are checked wherever a request lands and where it is forwarded.
+#[test]
+fn auth_mode_across_nodes() {
+    let admin = "cluster-test-admin-token-0123456789abcdef";
+    let nats = nats_server();
+    let c = Cluster::up(
+        tempfile::tempdir().unwrap(),
+        nats,
+        &[("FLUX_AUTH_ENABLED", "true"), ("FLUX_ADMIN_TOKEN", admin)],
+    );
+    let ports: Vec<u16> = c.nodes.iter().map(|n| n.port).collect();
+    let (s, b) = http(
+        ports[1],
+        "POST",
+        "/api/namespaces",
+        r#"{"name":"acme"}"#,
+        Some(admin),
+    );
+    assert_eq!(s, 201, "{b}");
+    let token = serde_json::from_str::<Value>(&b).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Every node learns the namespace (through the cluster's registry bucket).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for &p in &ports {
+        loop {
+            let (s, _) = http(p, "GET", "/api/namespaces/acme", "", Some(admin));
+            if s == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {p} does not know the namespace"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The namespace's token writes through every node, into its own ids only.
+    for i in 0..30 {
+        let p = ports[i % 3];
+        let (s, b) = http(
+            p,
+            "POST",
+            "/api/events",
+            &event(&format!("acme/e{i}"), r#"{"v":1}"#),
+            Some(&token),
+        );
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, _) = http(
+        ports[0],
+        "POST",
+        "/api/events",
+        &event("other/e", r#"{"v":1}"#),
+        Some(&token),
+    );
+    assert_eq!(s, 403);
+    // Reads: forwarded with the caller's token; anonymous and foreign reads refused.
+    for i in 0..30 {
+        let p = ports[(i + 1) % 3];
+        let (s, b) = http(
+            p,
+            "GET",
+            &format!("/api/state/entities/acme/e{i}"),
+            "",
+            Some(&token),
+        );
+        assert_eq!(s, 200, "{b}");
+        let (s, _) = http(
+            p,
+            "GET",
+            &format!("/api/state/entities/acme/e{i}"),
+            "",
+            None,
+        );
+        assert_eq!(s, 401);
+    }
+    let (s, b) = http(ports[2], "GET", "/api/state/entities", "", Some(&token));
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&dechunk(&b))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        30
+    );
+    // The internal endpoints take only the admin token.
+    let (s, _) = http(ports[0], "GET", "/api/internal/page", "", Some(&token));
+    assert_eq!(s, 403);
+    let (s, _) = http(ports[0], "GET", "/api/internal/page", "", None);
+    assert!(s == 401 || s == 403, "{s}");
+    // Deleting the namespace through another node removes its entities everywhere and
+    // its token stops working everywhere.
+    let (s, b) = http(ports[2], "DELETE", "/api/namespaces/acme", "", Some(admin));
+    assert_eq!(s, 204, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for &p in &ports {
+        loop {
+            let (s, _) = http(p, "GET", "/api/state/entities/acme/e1", "", Some(&token));
+            if s == 401 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {p} still takes the deleted token ({s})"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let (s, b) = http(
+        ports[0],
+        "GET",
+        "/api/state/entities?prefix=acme/",
+        "",
+        Some(admin),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(dechunk(&b), "[]");
 }

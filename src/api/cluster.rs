@@ -29,8 +29,21 @@ pub async fn owner_elsewhere(
     let Some(l) = cluster::local(shard) else {
         return Ok(None);
     };
+    group_elsewhere(shard, req, group_of(id, l.cluster.groups), out).await
+}
+
+/// Where a request about group `g` is answered (see [`owner_elsewhere`]). Namespace
+/// changes go to the node serving group 0 (the registry node).
+pub async fn group_elsewhere(
+    shard: &Shard,
+    req: &Request<'_>,
+    g: u16,
+    out: &mut Vec<u8>,
+) -> Result<Option<std::sync::Arc<str>>, ()> {
+    let Some(l) = cluster::local(shard) else {
+        return Ok(None);
+    };
     let c = &l.cluster;
-    let g = group_of(id, c.groups);
     let started = std::time::Instant::now();
     // Bound: every turn answers or waits 20 ms within LOADING_WAIT.
     loop {
@@ -90,20 +103,30 @@ pub async fn forward(shard: &Shard, req: &Request<'_>, method: &str, url: &str, 
     }
 }
 
-/// `POST /api/internal/part?group=G[&txn=T]`: a group's part from another node.
-/// Answers 200 once applied, 409 when this node does not serve the group.
-pub async fn internal_part(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
-    let Some(l) = cluster::local(shard) else {
-        return respond::error(out, 404, req.persist, b"", "not in cluster mode");
-    };
-    if !matches!(req.principal, Principal::Open | Principal::Admin) {
-        return respond::error(
+/// The internal routes serve other nodes only: the admin token in auth mode (every
+/// node has the same). Answers 403 otherwise.
+fn internal_allowed(req: &Request<'_>, out: &mut Vec<u8>) -> bool {
+    let ok = matches!(req.principal, Principal::Open | Principal::Admin);
+    if !ok {
+        respond::error(
             out,
             403,
             req.persist,
             b"",
             "only other nodes (the admin token)",
         );
+    }
+    ok
+}
+
+/// `POST /api/internal/part?group=G[&txn=T]`: a group's part from another node.
+/// Answers 200 once applied, 409 when this node does not serve the group.
+pub async fn internal_part(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
+    let Some(l) = cluster::local(shard) else {
+        return respond::error(out, 404, req.persist, b"", "not in cluster mode");
+    };
+    if !internal_allowed(req, out) {
+        return;
     }
     let c = l.cluster.clone();
     let mut group: Option<u16> = None;
@@ -183,4 +206,242 @@ pub fn status(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut Ve
     json::write_u64(body, c.groups as u64);
     body.push(b'}');
     respond::json(out, 200, req.persist, b"", body);
+}
+
+/// Every other node that serves a group (listings ask each for its entities); an
+/// error when some group has no owner (a listing would miss it).
+pub fn other_nodes(shard: &Shard) -> Result<Vec<std::sync::Arc<str>>, String> {
+    let Some(l) = cluster::local(shard) else {
+        return Ok(Vec::new());
+    };
+    let mut urls: Vec<std::sync::Arc<str>> = Vec::new();
+    for g in 0..l.cluster.groups as u16 {
+        match l.cluster.route(g) {
+            Route::Here => {}
+            Route::Node(url) => {
+                if !urls.contains(&url) {
+                    urls.push(url);
+                }
+            }
+            Route::Nobody => {
+                return Err(format!(
+                    "no node serves group {g} right now (it is being taken over); retry"
+                ))
+            }
+        }
+    }
+    Ok(urls)
+}
+
+/// One page of `url`'s own entities (`/api/internal/page`).
+pub async fn remote_page(
+    shard: &Shard,
+    url: &str,
+    q: &crate::state::PageQuery,
+) -> Result<crate::state::Page, String> {
+    let l = cluster::local(shard).expect("cluster mode");
+    let mut target = b"/api/internal/page?max=".to_vec();
+    target.extend_from_slice(q.max_entities.to_string().as_bytes());
+    target.extend_from_slice(b"&prefix=");
+    peer::encode_component(&mut target, &q.prefix);
+    if let Some(a) = &q.after {
+        target.extend_from_slice(b"&after=");
+        peer::encode_component(&mut target, a);
+    }
+    let mut headers: Vec<(&str, &[u8])> = vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
+    if let Some(a) = &l.cluster.peer_auth {
+        headers.push(("Authorization", a.as_bytes()));
+    }
+    let a = l.peers.request(url, "GET", &target, &headers, b"").await?;
+    if a.status != 200 {
+        return Err(format!(
+            "node {url} answered {} to a listing page: {}",
+            a.status,
+            String::from_utf8_lossy(&a.body)
+        ));
+    }
+    crate::state::Page::decode(&a.body).ok_or_else(|| format!("node {url} sent a malformed page"))
+}
+
+/// `GET /api/internal/page?prefix=&after=&max=`: a page of this node's entities.
+pub async fn internal_page(
+    shard: &Shard,
+    req: &Request<'_>,
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) {
+    if cluster::local(shard).is_none() {
+        return respond::error(out, 404, req.persist, b"", "not in cluster mode");
+    }
+    if !internal_allowed(req, out) {
+        return;
+    }
+    let mut q = crate::state::PageQuery {
+        prefix: Vec::new(),
+        after: None,
+        max_entities: crate::limits::LIST_PAGE_ENTITIES,
+        max_bytes: crate::limits::LIST_PAGE_BYTES,
+    };
+    for (k, v) in query::query_pairs(req.query.unwrap_or_default()) {
+        let mut val = Vec::new();
+        if query::percent_decode(v, true, &mut val).is_err() {
+            return respond::error(out, 400, req.persist, b"", "invalid percent-encoding");
+        }
+        match k {
+            b"prefix" => q.prefix = val,
+            b"after" => q.after = Some(val),
+            b"max" => match std::str::from_utf8(&val).ok().and_then(|v| v.parse().ok()) {
+                Some(n) => q.max_entities = n,
+                None => {
+                    return respond::error(out, 400, req.persist, b"", "max must be an integer")
+                }
+            },
+            _ => {}
+        }
+    }
+    match super::list::local_page(shard, q).await {
+        Ok(page) => {
+            body.clear();
+            page.encode(body);
+            respond::body(out, 200, req.persist, b"application/octet-stream", body);
+        }
+        Err(e) => respond::error(out, 503, req.persist, b"", &e.to_string()),
+    }
+}
+
+/// What the other nodes answered to a batch delete.
+#[derive(Default)]
+pub struct Elsewhere {
+    pub deleted: usize,
+    pub failed: usize,
+    /// Their `errors` items, comma-separated (JSON objects).
+    pub errors: Vec<u8>,
+}
+
+/// Cluster mode, a client's batch delete: the same request to every other node that
+/// serves a group (each deletes and reports its own groups' entities).
+pub async fn batch_delete_elsewhere(shard: &Shard, req: &Request<'_>) -> Result<Elsewhere, String> {
+    let mut total = Elsewhere::default();
+    if req.forwarded || cluster::local(shard).is_none() {
+        return Ok(total);
+    }
+    let l = cluster::local(shard).expect("cluster mode");
+    for url in other_nodes(shard)? {
+        let mut headers: Vec<(&str, &[u8])> = vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
+        if let Some(a) = req.authorization {
+            headers.push(("Authorization", a));
+        }
+        let a = l
+            .peers
+            .request(
+                &url,
+                "POST",
+                b"/api/state/entities/delete",
+                &headers,
+                req.body,
+            )
+            .await?;
+        if a.status != 200 {
+            return Err(format!(
+                "node {url} answered {} to the batch delete: {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            ));
+        }
+        let part = parse_delete_answer(&a.body)
+            .ok_or_else(|| format!("node {url} sent a malformed batch delete answer"))?;
+        total.deleted += part.deleted;
+        total.failed += part.failed;
+        if !part.errors.is_empty() {
+            if !total.errors.is_empty() {
+                total.errors.push(b',');
+            }
+            total.errors.extend_from_slice(&part.errors);
+        }
+    }
+    Ok(total)
+}
+
+/// Reads `{"deleted":N,"failed":M,"errors":[…]}` as written by `api::delete`.
+fn parse_delete_answer(b: &[u8]) -> Option<Elsewhere> {
+    let num_after = |key: &[u8]| -> Option<usize> {
+        let at = b.windows(key.len()).position(|w| w == key)? + key.len();
+        let digits: Vec<u8> = b[at..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .copied()
+            .collect();
+        std::str::from_utf8(&digits).ok()?.parse().ok()
+    };
+    let deleted = num_after(b"\"deleted\":")?;
+    let failed = num_after(b"\"failed\":")?;
+    let key = b"\"errors\":[";
+    let start = b.windows(key.len()).position(|w| w == key)? + key.len();
+    let end = b
+        .len()
+        .checked_sub(2)
+        .filter(|e| *e >= start && &b[*e..] == b"]}")?;
+    Some(Elsewhere {
+        deleted,
+        failed,
+        errors: b[start..end].to_vec(),
+    })
+}
+
+/// Cluster mode: deletes every entity under `prefix` on the other nodes (a namespace's
+/// deletion), in rounds of one batch delete each until a round deletes nothing.
+pub async fn delete_prefix_elsewhere(shard: &Shard, prefix: &[u8]) -> Result<usize, String> {
+    let Some(l) = cluster::local(shard) else {
+        return Ok(0);
+    };
+    let mut body = b"{\"prefix\":".to_vec();
+    json::write_str(&mut body, prefix);
+    body.push(b'}');
+    let mut deleted = 0;
+    for url in other_nodes(shard)? {
+        // Bound: each round deletes at least one entity or ends the loop; entities
+        // written under the prefix meanwhile may keep it going, as on one node.
+        loop {
+            let mut headers: Vec<(&str, &[u8])> =
+                vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
+            if let Some(a) = &l.cluster.peer_auth {
+                headers.push(("Authorization", a.as_bytes()));
+            }
+            let a = l
+                .peers
+                .request(&url, "POST", b"/api/state/entities/delete", &headers, &body)
+                .await?;
+            let part = (a.status == 200)
+                .then(|| parse_delete_answer(&a.body))
+                .flatten()
+                .ok_or_else(|| {
+                    format!(
+                        "node {url} answered {} to a prefix delete: {}",
+                        a.status,
+                        String::from_utf8_lossy(&a.body)
+                    )
+                })?;
+            deleted += part.deleted;
+            if part.deleted == 0 {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_a_batch_delete_answer() {
+        let e = super::parse_delete_answer(
+            br#"{"deleted":3,"failed":1,"errors":[{"entity_id":"x","error":"entity not found"}]}"#,
+        )
+        .unwrap();
+        assert_eq!((e.deleted, e.failed), (3, 1));
+        assert_eq!(e.errors, br#"{"entity_id":"x","error":"entity not found"}"#);
+        let e = super::parse_delete_answer(br#"{"deleted":0,"failed":0,"errors":[]}"#).unwrap();
+        assert!(e.errors.is_empty());
+        assert!(super::parse_delete_answer(br#"{"deleted":1}"#).is_none());
+    }
 }

@@ -116,6 +116,9 @@ async fn scan(
 /// Deletes `ids` (distinct), one message per owning shard, all shards at once.
 /// Returns, per id in order, whether it existed.
 async fn delete_ids(shard: &Shard, ids: &[Vec<u8>], sync: bool) -> Result<Vec<bool>, ApplyError> {
+    if crate::cluster::local(shard).is_some() {
+        return delete_ids_cluster(shard, ids).await;
+    }
     let now = time::now_ms();
     let mut parts: Vec<(EventBatch, Vec<usize>)> =
         (0..shard.count).map(|_| Default::default()).collect();
@@ -143,6 +146,56 @@ async fn delete_ids(shard: &Shard, ids: &[Vec<u8>], sync: bool) -> Result<Vec<bo
     Ok(existed)
 }
 
+/// Cluster mode: deletes those of `ids` whose group this node serves and that exist
+/// (each other node answers for its own groups), with tombstones through the groups'
+/// streams. Returns, per id, whether it existed here.
+async fn delete_ids_cluster(shard: &Shard, ids: &[Vec<u8>]) -> Result<Vec<bool>, ApplyError> {
+    let cluster = crate::cluster::local(shard)
+        .expect("cluster mode")
+        .cluster
+        .clone();
+    let mut per_shard: Vec<Vec<(usize, Vec<u8>)>> = vec![Vec::new(); shard.count];
+    for (i, id) in ids.iter().enumerate() {
+        if cluster.serving(crate::cluster::group_of(id, cluster.groups)) {
+            per_shard[shard.owner(id).index()].push((i, id.clone()));
+        }
+    }
+    let mut existed = vec![false; ids.len()];
+    let mut batches: Vec<EventBatch> = (0..shard.count).map(|_| EventBatch::default()).collect();
+    let now = time::now_ms();
+    for (s, list) in per_shard.into_iter().enumerate() {
+        if list.is_empty() {
+            continue;
+        }
+        let asked: Vec<Vec<u8>> = list.iter().map(|(_, id)| id.clone()).collect();
+        let flags = if s == shard.id.index() {
+            existing(shard, &asked)
+        } else {
+            shard
+                .mesh
+                .ask(ShardId(s as u16), move |o| existing(o, &asked))
+                .await
+                .map_err(|_| ApplyError::Unavailable)?
+        };
+        for ((i, id), e) in list.iter().zip(flags) {
+            if e {
+                existed[*i] = true;
+                let mut id_buf = [0u8; 36];
+                let event_id = shard.ids.borrow_mut().next_str(now, &mut id_buf).to_vec();
+                batches[s].push_tombstone(id, &event_id, now);
+            }
+        }
+    }
+    crate::cluster::write::apply_batch(shard, &mut batches, false).await?;
+    Ok(existed)
+}
+
+/// Which of `ids` this shard's store holds.
+fn existing(shard: &Shard, ids: &[Vec<u8>]) -> Vec<bool> {
+    let store = shard.store.borrow();
+    ids.iter().map(|id| store.contains(id)).collect()
+}
+
 /// Deletes every entity whose id starts with `prefix`, however many, in rounds of at
 /// most `DELETE_ROUND` per shard, until a round finds none. Returns how many existed.
 pub async fn delete_prefix_all(
@@ -161,7 +214,11 @@ pub async fn delete_prefix_all(
             ids.extend(part.into_iter().map(Vec::from));
         }
         if ids.is_empty() {
-            return Ok(deleted);
+            // Cluster mode: every other node deletes its own.
+            let elsewhere = super::cluster::delete_prefix_elsewhere(shard, prefix)
+                .await
+                .map_err(ApplyError::Storage)?;
+            return Ok(deleted + elsewhere);
         }
         deleted += delete_ids(shard, &ids, sync)
             .await?
@@ -333,6 +390,18 @@ pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, b
             return super::denied(shard, out, req, Denied(403, FORBIDDEN_DELETE));
         }
     }
+    // Cluster mode: the other nodes delete what their groups hold (asked first, so
+    // that a node that cannot be reached fails the request before anything here).
+    let elsewhere = match super::cluster::batch_delete_elsewhere(shard, req).await {
+        Ok(e) => e,
+        Err(msg) => return respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg),
+    };
+    let cluster = crate::cluster::local(shard).map(|l| l.cluster.clone());
+    // Whether this node reports the ids of group `id` (each node reports its own).
+    let reports = |id: &[u8]| match &cluster {
+        None => true,
+        Some(c) => c.serving(crate::cluster::group_of(id, c.groups)),
+    };
     // (id, error) of the ids that could not be deleted, in request order.
     let mut errors: Vec<(Vec<u8>, &str)> = Vec::new();
     let deleted = match filter {
@@ -364,7 +433,9 @@ pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, b
                     .map_err(|_| "invalid UTF-8")
                     .and_then(valid_entity_id);
                 match valid {
-                    Err(msg) => errors.push((id, msg)),
+                    // Reported once, by the node the client asked.
+                    Err(msg) if !req.forwarded => errors.push((id, msg)),
+                    Err(_) => {}
                     // A repeated id counts once.
                     Ok(()) if !seen.insert(id.clone()) => {}
                     Ok(()) => ids.push(id),
@@ -373,7 +444,7 @@ pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, b
             match delete_ids(shard, &ids, shard.sync_always() || req.sync_always).await {
                 Ok(existed) => {
                     for (id, e) in ids.into_iter().zip(&existed) {
-                        if !e {
+                        if !e && reports(&id) {
                             errors.push((id, "entity not found"));
                         }
                     }
@@ -385,12 +456,13 @@ pub async fn batch_delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, b
     };
     body.clear();
     body.extend_from_slice(b"{\"deleted\":");
-    json::write_u64(body, deleted as u64);
+    json::write_u64(body, (deleted + elsewhere.deleted) as u64);
     body.extend_from_slice(b",\"failed\":");
-    json::write_u64(body, errors.len() as u64);
+    json::write_u64(body, (errors.len() + elsewhere.failed) as u64);
     body.extend_from_slice(b",\"errors\":[");
+    body.extend_from_slice(&elsewhere.errors);
     for (i, (id, msg)) in errors.iter().enumerate() {
-        if i > 0 {
+        if i > 0 || !elsewhere.errors.is_empty() {
             body.push(b',');
         }
         body.extend_from_slice(b"{\"entity_id\":");

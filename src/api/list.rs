@@ -82,9 +82,16 @@ impl ListQuery {
     }
 }
 
-/// One shard's position in the merge.
+/// Where a merge cursor's pages come from.
+enum Source {
+    Shard(ShardId),
+    /// Another cluster node (its own groups only: `/api/internal/page`).
+    Node(std::sync::Arc<str>),
+}
+
+/// One source's position in the merge.
 struct Cursor {
-    shard: ShardId,
+    source: Source,
     page: Page,
     pos: usize,
 }
@@ -104,69 +111,160 @@ fn page_query(q: &ListQuery, after: Option<Vec<u8>>, remaining: usize) -> PageQu
     }
 }
 
+async fn fetch(
+    shard: &Shard,
+    source: &Source,
+    query: PageQuery,
+    page: &mut Page,
+) -> io::Result<()> {
+    match source {
+        Source::Shard(s) => shard
+            .page(*s, query, page)
+            .await
+            .map_err(|_| io::Error::other("a shard is unavailable")),
+        Source::Node(url) => {
+            *page = crate::api::cluster::remote_page(shard, url, &query)
+                .await
+                .map_err(io::Error::other)?;
+            Ok(())
+        }
+    }
+}
+
+/// The sources of a listing: this node's shards, and in cluster mode every other node
+/// that serves a group (unless the request came from a node: then this node's alone).
+fn sources(shard: &Shard, forwarded: bool) -> Result<Vec<Source>, String> {
+    let mut out: Vec<Source> = (0..shard.count)
+        .map(|i| Source::Shard(ShardId(i as u16)))
+        .collect();
+    if !forwarded {
+        for url in crate::api::cluster::other_nodes(shard)? {
+            out.push(Source::Node(url));
+        }
+    }
+    Ok(out)
+}
+
+/// Checks, before the answer starts, that every group has a node serving it (cluster
+/// mode): a listing that would silently miss a group is refused with 503 instead.
+pub fn check_sources(shard: &Shard, forwarded: bool) -> Result<(), String> {
+    sources(shard, forwarded).map(|_| ())
+}
+
+/// Up to `max` entities of this node's shards after `after`, merged (cluster mode:
+/// the page another node asked for). `more`: this node may hold more after the last.
+pub async fn local_page(shard: &Shard, query: PageQuery) -> io::Result<Page> {
+    let max = query.max_entities.clamp(1, LIST_PAGE_ENTITIES);
+    let mut cursors = Vec::with_capacity(shard.count);
+    for i in 0..shard.count {
+        let mut c = Cursor {
+            source: Source::Shard(ShardId(i as u16)),
+            page: Page::default(),
+            pos: 0,
+        };
+        fetch(shard, &c.source, query.clone(), &mut c.page).await?;
+        cursors.push(c);
+    }
+    let mut out = Page::default();
+    while out.len() < max && out.json.len() < LIST_PAGE_BYTES {
+        let Some(b) = smallest(&cursors) else { break };
+        let c = &mut cursors[b];
+        let (id, json) = c.page.item(c.pos);
+        out.ids.extend_from_slice(id);
+        out.json.extend_from_slice(json);
+        out.items
+            .push((out.ids.len() as u32, out.json.len() as u32));
+        c.pos += 1;
+        if c.pos == c.page.len() && c.page.more {
+            // This shard's next ids are not fetched: stop at the last one given.
+            out.more = true;
+            return Ok(out);
+        }
+    }
+    out.more = cursors.iter().any(|c| c.pos < c.page.len() || c.page.more);
+    Ok(out)
+}
+
+/// The cursor with the smallest current id.
+fn smallest(cursors: &[Cursor]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, c) in cursors.iter().enumerate() {
+        if let Some(id) = c.current() {
+            if best.is_none_or(|b| id < cursors[b].current().unwrap_or_default()) {
+                best = Some(i);
+            }
+        }
+    }
+    best
+}
+
 /// Writes the whole listing to `stream`, flushing every `WRITE_FLUSH_BYTES`.
+#[allow(clippy::too_many_arguments)]
 pub async fn stream(
     shard: &Shard,
     q: ListQuery,
     persist: Persist,
     http10: bool,
+    forwarded: bool,
     out: &mut Vec<u8>,
     stream: &mut TcpStream,
 ) -> io::Result<()> {
-    let unavailable = || io::Error::other("a shard is unavailable");
     let chunked = !http10;
     let mut remaining = q.limit.unwrap_or(usize::MAX);
-    respond::stream_head(out, persist, http10);
-    // Entities go from the shards' pages straight into chunks of `out`.
-    let mut chunk = respond::begin_chunk(out, chunked);
-    out.push(b'[');
-
-    let mut cursors = Vec::with_capacity(shard.count);
+    let mut cursors = Vec::new();
     if !q.empty && remaining > 0 {
-        for i in 0..shard.count {
+        for source in sources(shard, forwarded).map_err(io::Error::other)? {
             let mut c = Cursor {
-                shard: ShardId(i as u16),
+                source,
                 page: Page::default(),
                 pos: 0,
             };
-            shard
-                .page(
-                    c.shard,
-                    page_query(&q, q.after.clone(), remaining),
-                    &mut c.page,
-                )
-                .await
-                .map_err(|_| unavailable())?;
+            fetch(
+                shard,
+                &c.source,
+                page_query(&q, q.after.clone(), remaining),
+                &mut c.page,
+            )
+            .await?;
             cursors.push(c);
         }
     }
+    respond::stream_head(out, persist, http10);
+    // Entities go from the sources' pages straight into chunks of `out`.
+    let mut chunk = respond::begin_chunk(out, chunked);
+    out.push(b'[');
     let mut first = true;
+    // The last id written: while a group moves between nodes, both may list one of
+    // its entities for a moment; it is written once.
+    let mut last: Vec<u8> = Vec::new();
     while remaining > 0 {
-        // Shards own disjoint ids, so the smallest current id is unique.
-        let mut best: Option<usize> = None;
-        for (i, c) in cursors.iter().enumerate() {
-            if let Some(id) = c.current() {
-                if best.is_none_or(|b| id < cursors[b].current().unwrap_or_default()) {
-                    best = Some(i);
-                }
-            }
-        }
-        let Some(b) = best else { break };
+        // Shards (and nodes) own disjoint ids, so the smallest current id is unique
+        // but for the moment a group moves.
+        let Some(b) = smallest(&cursors) else { break };
         let c = &mut cursors[b];
-        if !first {
-            out.push(b',');
+        let (id, json) = c.page.item(c.pos);
+        if first || id != &last[..] {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(json);
+            last.clear();
+            last.extend_from_slice(id);
+            remaining -= 1;
         }
-        first = false;
-        out.extend_from_slice(c.page.item(c.pos).1);
         c.pos += 1;
-        remaining -= 1;
         if c.pos == c.page.len() && c.page.more && remaining > 0 {
             let after = c.page.last_id().map(<[u8]>::to_vec);
-            let from = c.shard;
-            shard
-                .page(from, page_query(&q, after, remaining), &mut c.page)
-                .await
-                .map_err(|_| unavailable())?;
+            let mut page = Page::default();
+            fetch(
+                shard,
+                &c.source,
+                page_query(&q, after, remaining),
+                &mut page,
+            )
+            .await?;
+            c.page = page;
             c.pos = 0;
         }
         if out.len() - chunk >= WRITE_FLUSH_BYTES {

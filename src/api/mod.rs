@@ -134,6 +134,10 @@ pub async fn dispatch(
             cluster::internal_part(shard, req, out).await;
             Reply::Done
         }
+        Endpoint::InternalPage => {
+            cluster::internal_page(shard, req, out, body).await;
+            Reply::Done
+        }
         Endpoint::BatchDelete => {
             delete::batch_delete(shard, req, out, body).await;
             Reply::Done
@@ -156,7 +160,11 @@ pub async fn dispatch(
             Reply::Done
         }
         Endpoint::RegisterNamespace => {
-            namespaces::register(shard, req, out, body).await;
+            match cluster::group_elsewhere(shard, req, 0, out).await {
+                Ok(Some(url)) => cluster::forward(shard, req, "POST", &url, out).await,
+                Ok(None) => namespaces::register(shard, req, out, body).await,
+                Err(()) => {}
+            }
             Reply::Done
         }
         Endpoint::ListNamespaces => {
@@ -168,7 +176,11 @@ pub async fn dispatch(
             Reply::Done
         }
         Endpoint::DeleteNamespace => {
-            namespaces::delete(shard, req, out, body).await;
+            match cluster::group_elsewhere(shard, req, 0, out).await {
+                Ok(Some(url)) => cluster::forward(shard, req, "DELETE", &url, out).await,
+                Ok(None) => namespaces::delete(shard, req, out, body).await,
+                Err(()) => {}
+            }
             Reply::Done
         }
         Endpoint::GetConfig => {
@@ -206,6 +218,10 @@ pub async fn dispatch(
                 Ok(mut q) => {
                     if let Some(prefix) = scope.prefix() {
                         q.restrict(prefix);
+                    }
+                    if let Err(msg) = list::check_sources(shard, req.forwarded) {
+                        respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
+                        return Reply::Done;
                     }
                     Reply::Stream(q)
                 }

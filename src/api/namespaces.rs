@@ -73,6 +73,13 @@ pub async fn register(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body:
         .await;
     match result {
         Ok((ns, token)) => {
+            if let Err(e) = crate::cluster::publish_registry(shard).await {
+                let msg = format!(
+                    "the namespace was registered on this node but the other cluster nodes \
+                     could not be told ({e}); delete it and register it again"
+                );
+                return respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
+            }
             body.clear();
             write_namespace(body, &ns);
             body.pop();
@@ -208,6 +215,13 @@ pub async fn delete(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, _body: 
     if let Err(msg) = removed {
         registry.abort_delete(name);
         let msg = format!("the namespace's entities were deleted but it stays registered: {msg}");
+        return respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
+    }
+    if let Err(e) = crate::cluster::publish_registry(shard).await {
+        let msg = format!(
+            "the namespace was deleted on this node but the other cluster nodes could not \
+             be told yet ({e}); they learn it at the next change"
+        );
         return respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
     }
     respond::no_content(out, req.persist);

@@ -189,6 +189,43 @@ impl Registry {
         Ok(())
     }
 
+    /// The registry file's text for the namespaces held now (cluster mode: what the
+    /// other nodes load, see [`Registry::replace_from`]).
+    pub fn render_current(&self) -> String {
+        render(&self.snapshot().1)
+    }
+
+    /// Replaces every namespace with those of `bytes` (a registry file written by
+    /// another cluster node), durably. A namespace that stays (same name, id and
+    /// token) keeps its rate-limit state. Returns the namespaces that went away (their
+    /// connections are to be closed).
+    pub fn replace_from(&self, bytes: &[u8]) -> Result<Vec<Arc<Namespace>>, String> {
+        let incoming = parse_file(bytes)?;
+        let _w = self.write.lock().expect("registry write lock");
+        let (_, old) = self.snapshot();
+        let mut next: BTreeMap<Box<str>, Arc<Namespace>> = BTreeMap::new();
+        for (name, ns) in incoming {
+            let kept = old
+                .iter()
+                .find(|o| o.name == name && o.id == ns.id && o.token_hash == ns.token_hash)
+                .cloned();
+            next.insert(name, kept.unwrap_or(ns));
+        }
+        let removed: Vec<Arc<Namespace>> = old
+            .iter()
+            .filter(|o| !next.get(&o.name).is_some_and(|n| Arc::ptr_eq(n, o)))
+            .cloned()
+            .collect();
+        if removed.is_empty() && next.len() == old.len() {
+            return Ok(removed);
+        }
+        self.persist(&next.values().cloned().collect::<Vec<_>>())?;
+        let mut map = self.map.write().expect("registry lock");
+        *map = next;
+        self.bump();
+        Ok(removed)
+    }
+
     /// Replaces the file with `all`, durably (see the module doc).
     fn persist(&self, all: &[Arc<Namespace>]) -> Result<(), String> {
         let tmp = self.dir.join(TMP_NAME);

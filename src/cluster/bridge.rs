@@ -42,6 +42,10 @@ pub const INTENT_KEEP: Duration = Duration::from_secs(3600);
 /// `Nats-Msg-Id` deduplication window of the group streams.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
+/// The object store of group snapshots.
+const SNAPSHOT_BUCKET: &str = "flux-snapshots";
+/// A snapshot not read within this is not used (the group replays its whole stream).
+const SNAPSHOT_READ: Duration = Duration::from_secs(10);
 pub const H_TXN: &str = "Flux-Txn";
 pub const H_CLAIM: &str = "Flux-Claim";
 pub const H_NODE: &str = "Flux-Node";
@@ -83,6 +87,27 @@ pub enum Cmd {
     Fenced { group: u16 },
     /// The owner shard finished taking the group over (or gave it up).
     Serving { group: u16, yes: bool },
+    /// Stores a group's snapshot (`cluster::snapshot`) as object `g<n>`.
+    PutSnapshot {
+        group: u16,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The group's snapshot, if one is stored.
+    GetSnapshot {
+        group: u16,
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+    },
+    /// The first sequence `FLUX_TXN` still holds (older intents are gone).
+    TxnFirst {
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    /// The namespace registry changed on this node (the registry node, which serves
+    /// group 0): every node loads it from the `flux-auth` bucket.
+    PutRegistry {
+        text: Bytes,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,6 +149,10 @@ pub enum ShardCmd {
     Release { group: u16 },
     /// Records another node applied (for this node's subscribers).
     Remote { records: Vec<u8> },
+    /// Namespaces another node removed: close their connections here.
+    Revoke {
+        namespaces: Vec<Arc<crate::auth::registry::Namespace>>,
+    },
     /// A committed intent's part for a group owned here: add it unless it is there.
     Intent {
         txn: u64,
@@ -164,6 +193,7 @@ pub fn log_subject(group: u16) -> String {
 /// buckets exist (or with the reason it could not).
 pub fn start(
     cluster: Arc<Cluster>,
+    auth: Arc<crate::auth::Auth>,
     urls: String,
     replicas: usize,
     lease: Duration,
@@ -202,7 +232,7 @@ pub fn start(
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                run(nats, cluster, lease, shards, rx).await;
+                run(nats, cluster, auth, lease, shards, rx).await;
             });
         })
         .map_err(|e| format!("cannot start the NATS thread: {e}"))?;
@@ -217,6 +247,10 @@ struct Nats {
     client: async_nats::Client,
     js: jetstream::Context,
     owners: kv::Store,
+    registry: kv::Store,
+    snapshots: jetstream::object_store::ObjectStore,
+    /// The object store's stream (`read_snapshot`).
+    snapshot_stream: stream::Stream,
     nodes: kv::Store,
     streams: Vec<stream::Stream>,
     txn: stream::Stream,
@@ -239,6 +273,7 @@ async fn setup(
             .name("flux")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
+            .event_callback(|e| async move { eprintln!("flux: cluster: NATS connection: {e}") })
             .connect(addrs.clone())
             .await
         {
@@ -319,11 +354,40 @@ async fn setup(
         },
     )
     .await?;
+    let registry = kv_bucket(
+        &js,
+        kv::Config {
+            bucket: "flux-auth".into(),
+            history: 1,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let snapshots = match js.get_object_store(SNAPSHOT_BUCKET).await {
+        Ok(s) => s,
+        Err(_) => js
+            .create_object_store(jetstream::object_store::Config {
+                bucket: SNAPSHOT_BUCKET.into(),
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create the object store {SNAPSHOT_BUCKET}: {e}"))?,
+    };
+    let snapshot_stream = js
+        .get_stream(format!("OBJ_{SNAPSHOT_BUCKET}"))
+        .await
+        .map_err(|e| format!("the object store {SNAPSHOT_BUCKET}: {e}"))?;
     check_layout(&owners, groups).await?;
     Ok(Nats {
         client,
         js,
         owners,
+        registry,
+        snapshots,
+        snapshot_stream,
         nodes,
         streams,
         txn,
@@ -364,6 +428,7 @@ async fn check_layout(owners: &kv::Store, groups: usize) -> Result<(), String> {
 async fn run(
     nats: Nats,
     cluster: Arc<Cluster>,
+    auth: Arc<crate::auth::Auth>,
     lease: Duration,
     shards: Vec<mpsc::Sender<ShardCmd>>,
     mut rx: mpsc::Receiver<Cmd>,
@@ -379,6 +444,9 @@ async fn run(
     ));
     tokio::spawn(fanout_in(nats.clone(), cluster.clone(), shards.clone()));
     tokio::spawn(scan_intents(nats.clone(), cluster.clone(), shards.clone()));
+    if auth.enabled {
+        tokio::spawn(watch_registry(nats.clone(), auth, shards.clone()));
+    }
     while let Some(cmd) = rx.next().await {
         match cmd {
             Cmd::Publish {
@@ -437,18 +505,102 @@ async fn run(
                     .await;
             }
             Cmd::Fenced { group } => {
-                let mut l = leases.lock().await;
-                l.held.remove(&group);
-                drop(l);
-                cluster.set_serving(group, false);
-                let _ = shards[shard_of_group(group, cluster.groups, cluster.shards).index()]
-                    .clone()
-                    .send(ShardCmd::Release { group })
-                    .await;
+                // Not here: a lease round holds the leases for up to a few ticks.
+                let (leases, cluster, shards) = (leases.clone(), cluster.clone(), shards.clone());
+                tokio::spawn(async move {
+                    leases.lock().await.held.remove(&group);
+                    cluster.set_serving(group, false);
+                    let to = shard_of_group(group, cluster.groups, cluster.shards).index();
+                    let _ = shards[to].clone().send(ShardCmd::Release { group }).await;
+                });
             }
             Cmd::Serving { group, yes } => cluster.set_serving(group, yes),
+            Cmd::PutSnapshot {
+                group,
+                bytes,
+                reply,
+            } => {
+                let nats = nats.clone();
+                tokio::spawn(async move {
+                    let r = nats
+                        .snapshots
+                        .put(format!("g{group}").as_str(), &mut bytes.as_slice())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(r);
+                });
+            }
+            Cmd::GetSnapshot { group, reply } => {
+                let nats = nats.clone();
+                tokio::spawn(async move {
+                    let r = tokio::time::timeout(SNAPSHOT_READ, read_snapshot(&nats, group))
+                        .await
+                        .unwrap_or_else(|_| Err("timed out".into()));
+                    let _ = reply.send(r);
+                });
+            }
+            Cmd::TxnFirst { reply } => {
+                let txn = nats.txn.clone();
+                tokio::spawn(async move {
+                    let r = txn
+                        .get_info()
+                        .await
+                        .map(|i| i.state.first_sequence)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(r);
+                });
+            }
+            Cmd::PutRegistry { text, reply } => {
+                let kv = nats.registry.clone();
+                tokio::spawn(async move {
+                    let r = kv
+                        .put("registry", text)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(r);
+                });
+            }
         }
     }
+}
+
+/// Reads a group's snapshot object chunk by chunk. (Not through the object store's
+/// `AsyncRead`: async-nats 0.46 unwraps the result of creating its consumer there, so a
+/// JetStream timeout would panic, and the release build aborts on a panic.) The
+/// snapshot carries its own checksum (`snapshot::load`).
+async fn read_snapshot(nats: &Nats, group: u16) -> Result<Option<Vec<u8>>, String> {
+    use jetstream::object_store::InfoErrorKind;
+    let info = match nats.snapshots.info(format!("g{group}")).await {
+        Ok(i) if i.deleted => return Ok(None),
+        Ok(i) => i,
+        Err(e) if e.kind() == InfoErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut buf = Vec::with_capacity(info.size);
+    if info.chunks == 0 {
+        return Ok(Some(buf));
+    }
+    let consumer = nats
+        .snapshot_stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: format!("$O.{SNAPSHOT_BUCKET}.C.{}", info.nuid),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut msgs = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut chunks = 0;
+    while let Some(m) = msgs.next().await {
+        let m = m.map_err(|e| e.to_string())?;
+        buf.extend_from_slice(&m.payload);
+        chunks += 1;
+        if chunks == info.chunks {
+            return Ok(Some(buf));
+        }
+    }
+    Err("the snapshot's chunks ended early".into())
 }
 
 async fn publish(
@@ -535,9 +687,6 @@ async fn fetch(s: stream::Stream, group: u16, from: u64, mut to: mpsc::Sender<Fe
 struct Leases {
     /// Groups whose lease this node holds: (KV revision, when it was last renewed).
     held: HashMap<u16, (u64, Instant)>,
-    /// Every other group's lease as last seen: (revision, when this node first saw that
-    /// revision). A lease whose revision has not moved for a whole lease is expired.
-    seen: HashMap<u16, (u64, Instant)>,
     /// A first round has run.
     started: bool,
 }
@@ -561,14 +710,28 @@ async fn lease_loop(
     leases: Arc<tokio::sync::Mutex<Leases>>,
 ) {
     let tick = lease / 3;
+    let owners = Arc::new(std::sync::Mutex::new(View::default()));
+    let nodes = Arc::new(std::sync::Mutex::new(View::default()));
+    tokio::spawn(watch_bucket(
+        nats.owners.clone(),
+        owners.clone(),
+        "flux-owners",
+    ));
+    tokio::spawn(watch_bucket(
+        nats.nodes.clone(),
+        nodes.clone(),
+        "flux-nodes",
+    ));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let mut l = leases.lock().await;
-        if let Err(e) = lease_round(&nats, &cluster, lease, &shards, &mut l).await {
-            eprintln!("flux: cluster: lease round failed: {e}");
-        }
+        let views = Views {
+            owners: &owners,
+            nodes: &nodes,
+        };
+        lease_round(&nats, &cluster, lease, &shards, &mut l, views).await;
         // Fence ourselves: a lease not renewed for most of its time may be taken by
         // another node as soon as it expires there.
         let now = Instant::now();
@@ -595,83 +758,190 @@ async fn release(cluster: &Cluster, shards: &[mpsc::Sender<ShardCmd>], g: u16) {
         .await;
 }
 
+/// A key-value bucket as this node last saw it through a watch.
+#[derive(Default)]
+struct View {
+    entries: HashMap<String, Seen>,
+}
+
+struct Seen {
+    revision: u64,
+    /// None: deleted or purged.
+    value: Option<Bytes>,
+    /// When this node first saw this revision (by its own clock).
+    at: Instant,
+}
+
+impl View {
+    fn see(&mut self, e: kv::Entry) {
+        let value = (e.operation == kv::Operation::Put).then_some(e.value);
+        match self.entries.get_mut(&e.key) {
+            Some(s) if s.revision >= e.revision => {}
+            Some(s) => {
+                *s = Seen {
+                    revision: e.revision,
+                    value,
+                    at: Instant::now(),
+                }
+            }
+            None => {
+                self.entries.insert(
+                    e.key,
+                    Seen {
+                        revision: e.revision,
+                        value,
+                        at: Instant::now(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+struct Views<'a> {
+    owners: &'a std::sync::Mutex<View>,
+    nodes: &'a std::sync::Mutex<View>,
+}
+
+/// Keeps `view` current: one long-lived watch (an ordered consumer) per bucket, made
+/// again when it fails, so a lease round reads nothing from JetStream.
+async fn watch_bucket(store: kv::Store, view: Arc<std::sync::Mutex<View>>, name: &str) {
+    loop {
+        match store.watch_with_history(">").await {
+            Ok(mut w) => {
+                while let Some(e) = w.next().await {
+                    match e {
+                        Ok(e) => view.lock().expect("view").see(e),
+                        Err(e) => {
+                            eprintln!("flux: cluster: watching {name}: {e}; watching again");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => eprintln!("flux: cluster: watching {name}: {e}; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One round of the lease protocol. Writes only (renewals, heartbeat, takes), each
+/// bounded by a tick and the renewals concurrent, so a slow JetStream delays a round
+/// by at most a tick or two; the picture of the buckets comes from the watches.
 async fn lease_round(
     nats: &Nats,
     cluster: &Cluster,
     lease: Duration,
     shards: &[mpsc::Sender<ShardCmd>],
     l: &mut Leases,
-) -> Result<(), String> {
-    let now = Instant::now();
-    nats.nodes
-        .put(
+    views: Views<'_>,
+) {
+    let tick = lease / 3;
+    let started = Instant::now();
+    let mine_value = lease_value(cluster);
+    // Renewals (compare-and-set on the revision we hold) and the heartbeat, together.
+    let renewals = l.held.iter().map(|(&g, &(rev, _))| {
+        let owners = nats.owners.clone();
+        let v = mine_value.clone();
+        async move {
+            let r = tokio::time::timeout(tick, owners.update(format!("g{g}"), v, rev)).await;
+            (g, rev, r)
+        }
+    });
+    let heartbeat = tokio::time::timeout(
+        tick,
+        nats.nodes.put(
             format!("n.{}", cluster.node),
             Bytes::from(cluster.url.clone()),
-        )
-        .await
-        .map_err(|e| format!("heartbeat: {e}"))?;
-    let mut live = 0usize;
-    let mut keys = nats.nodes.keys().await.map_err(|e| e.to_string())?;
-    while let Some(k) = keys.next().await {
-        if k.is_ok() {
-            live += 1;
+        ),
+    );
+    let (renewed, beat) =
+        futures_util::future::join(futures_util::future::join_all(renewals), heartbeat).await;
+    match beat {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => eprintln!("flux: cluster: heartbeat: {e}"),
+        Err(_) => eprintln!("flux: cluster: heartbeat: timed out"),
+    }
+    for (g, rev, r) in renewed {
+        match r {
+            Ok(Ok(new)) => {
+                // Counted from the round's start: other nodes time the lease from
+                // when they see the new revision, which is later.
+                l.held.insert(g, (new, started));
+            }
+            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                // Our own earlier renewal whose answer was lost, or another node's take.
+                let seen = views
+                    .owners
+                    .lock()
+                    .expect("view")
+                    .entries
+                    .get(&format!("g{g}"))
+                    .map(|s| (s.revision, s.value.clone()));
+                match seen {
+                    Some((r, Some(v))) if v == mine_value && r > rev => {
+                        l.held.insert(g, (r, l.held[&g].1));
+                    }
+                    _ => {
+                        eprintln!("flux: cluster: lease of group {g} was taken over");
+                        l.held.remove(&g);
+                        release(cluster, shards, g).await;
+                    }
+                }
+            }
+            Ok(Err(e)) => eprintln!("flux: cluster: renewing the lease of group {g}: {e}"),
+            Err(_) => eprintln!("flux: cluster: renewing the lease of group {g}: timed out"),
         }
     }
-    let live = live.max(1);
+    let now = Instant::now();
+    let me = format!("n.{}", cluster.node);
+    let live = 1 + views
+        .nodes
+        .lock()
+        .expect("view")
+        .entries
+        .iter()
+        .filter(|(k, s)| **k != me && s.value.is_some() && now.duration_since(s.at) < lease)
+        .count();
     let share = cluster.groups.div_ceil(live);
-    let mine_value = lease_value(cluster);
     let mut free = Vec::new();
-    for g in 0..cluster.groups as u16 {
-        let key = format!("g{g}");
-        let entry = nats
-            .owners
-            .entry(key.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        let (rev, value) = match &entry {
-            Some(e) if e.operation == kv::Operation::Put => (e.revision, Some(e.value.clone())),
-            Some(e) => (e.revision, None),
-            None => (0, None),
-        };
-        let owner = value.as_deref().and_then(parse_lease);
-        if let Some((held_rev, _)) = l.held.get(&g).copied() {
-            if held_rev != rev {
-                // Someone else wrote our key: we lost it.
-                eprintln!("flux: cluster: lease of group {g} was taken over");
-                l.held.remove(&g);
-                release(cluster, shards, g).await;
-            } else {
-                match nats.owners.update(&key, mine_value.clone(), rev).await {
-                    Ok(r) => {
-                        l.held.insert(g, (r, Instant::now()));
-                    }
-                    Err(e) => {
-                        eprintln!("flux: cluster: renewing the lease of group {g}: {e}");
+    let mut lost = Vec::new();
+    {
+        let owners = views.owners.lock().expect("view");
+        for g in 0..cluster.groups as u16 {
+            let seen = owners.entries.get(&format!("g{g}"));
+            let owner = seen.and_then(|s| s.value.as_deref()).and_then(parse_lease);
+            if let Some(&(held_rev, _)) = l.held.get(&g) {
+                if let Some(s) = seen.filter(|s| s.revision > held_rev) {
+                    if s.value.as_ref() != Some(&mine_value) {
+                        lost.push(g); // another node wrote our key
                     }
                 }
                 continue;
             }
-        }
-        match owner {
-            Some((node, url)) if node == cluster.node => {
-                // Ours from before a restart: take it back at once.
-                free.insert(0, (g, rev));
-                let _ = url;
-            }
-            Some((node, url)) => {
-                cluster.set_owner(g, Some((node.into(), url.into())));
-                let seen = l.seen.entry(g).or_insert((rev, now));
-                if seen.0 != rev {
-                    *seen = (rev, now);
-                } else if now.duration_since(seen.1) >= lease {
+            let rev = seen.map_or(0, |s| s.revision);
+            match owner {
+                Some((node, _)) if node == cluster.node => {
+                    // Ours from before a restart: take it back at once.
+                    free.insert(0, (g, rev));
+                }
+                Some((node, url)) => {
+                    cluster.set_owner(g, Some((node.into(), url.into())));
+                    if seen.is_some_and(|s| now.duration_since(s.at) >= lease) {
+                        free.push((g, rev));
+                    }
+                }
+                None => {
+                    cluster.set_owner(g, None);
                     free.push((g, rev));
                 }
             }
-            None => {
-                cluster.set_owner(g, None);
-                free.push((g, rev));
-            }
         }
+    }
+    for g in lost {
+        eprintln!("flux: cluster: lease of group {g} was taken over");
+        l.held.remove(&g);
+        release(cluster, shards, g).await;
     }
     // Give back what is over our share (a node joined).
     if l.held.len() > share {
@@ -680,38 +950,38 @@ async fn lease_round(
         for g in mine.into_iter().skip(share) {
             let (rev, _) = l.held.remove(&g).expect("present");
             release(cluster, shards, g).await;
-            let _ = nats.owners.update(format!("g{g}"), Bytes::new(), rev).await;
+            let _ =
+                tokio::time::timeout(tick, nats.owners.update(format!("g{g}"), Bytes::new(), rev))
+                    .await;
             eprintln!("flux: cluster: gave group {g} back ({live} nodes live)");
         }
-        return Ok(());
+        return;
     }
     if !l.started {
         // The first round only announces this node, so that nodes starting together
         // see each other before they share the groups out.
         l.started = true;
-        return Ok(());
+        return;
     }
     for (g, rev) in free {
         if l.held.len() >= share {
             break;
         }
         let key = format!("g{g}");
-        let r = if rev == 0 {
-            nats.owners
-                .create(&key, mine_value.clone())
+        let taken = if rev == 0 {
+            tokio::time::timeout(tick, nats.owners.create(&key, mine_value.clone()))
                 .await
-                .map_err(|e| e.to_string())
+                .map(|r| r.ok())
         } else {
-            nats.owners
-                .update(&key, mine_value.clone(), rev)
+            tokio::time::timeout(tick, nats.owners.update(&key, mine_value.clone(), rev))
                 .await
-                .map_err(|e| e.to_string())
+                .map(|r| r.ok())
         };
-        // An error: another node was faster.
-        if let Ok(r) = r {
+        // None: another node was faster, or no answer (tried again next round; an
+        // answer lost after the write shows in the watch as our own key).
+        if let Ok(Some(r)) = taken {
             eprintln!("flux: cluster: node {} takes group {g}", cluster.node);
-            l.held.insert(g, (r, Instant::now()));
-            l.seen.remove(&g);
+            l.held.insert(g, (r, started));
             cluster.set_owner(
                 g,
                 Some((cluster.node.as_str().into(), cluster.url.as_str().into())),
@@ -722,7 +992,6 @@ async fn lease_round(
                 .await;
         }
     }
-    Ok(())
 }
 
 /// Hands what other nodes applied to this node's subscribers.
@@ -823,5 +1092,51 @@ async fn scan_once(
                 })
                 .await;
         }
+    }
+}
+
+/// Loads the cluster's namespace registry whenever it changes (and once at start),
+/// and has the connections of removed namespaces closed.
+async fn watch_registry(
+    nats: Arc<Nats>,
+    auth: Arc<crate::auth::Auth>,
+    shards: Vec<mpsc::Sender<ShardCmd>>,
+) {
+    loop {
+        let mut watch = match nats.registry.watch_with_history("registry").await {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("flux: cluster: watching the namespace registry: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(entry) = watch.next().await {
+            let Ok(entry) = entry else { break };
+            if entry.operation != kv::Operation::Put {
+                continue;
+            }
+            let a = auth.clone();
+            let value = entry.value.clone();
+            // A file write and fsync: off the runtime's thread.
+            let removed =
+                tokio::task::spawn_blocking(move || a.registry.replace_from(&value)).await;
+            match removed {
+                Ok(Ok(removed)) if !removed.is_empty() => {
+                    let _ = shards[0]
+                        .clone()
+                        .send(ShardCmd::Revoke {
+                            namespaces: removed,
+                        })
+                        .await;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    eprintln!("flux: cluster: the cluster's namespace registry is unreadable: {e}")
+                }
+                Err(e) => eprintln!("flux: cluster: loading the namespace registry: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -29,6 +29,7 @@
 pub mod bridge;
 pub mod owner;
 pub mod peer;
+pub mod snapshot;
 pub mod txn;
 pub mod write;
 
@@ -190,4 +191,34 @@ impl Local {
 pub fn local(shard: &Shard) -> Option<&Local> {
     shard.config.nats_url.as_ref()?;
     shard.services.find::<Local>()
+}
+
+/// Cluster mode: sends this node's namespace registry to every node (the
+/// `flux-auth` bucket); called by the registry node (the one serving group 0) after
+/// a registration or a deletion. Retried for a few seconds.
+pub async fn publish_registry(shard: &Shard) -> Result<(), String> {
+    let Some(l) = local(shard) else {
+        return Ok(());
+    };
+    let text = crate::auth::local(shard).shared().registry.render_current();
+    let started = std::time::Instant::now();
+    // Bound: retried every 250 ms for 10 s.
+    loop {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        l.cluster
+            .bridge()
+            .send(bridge::Cmd::PutRegistry {
+                text: ::bytes::Bytes::from(text.clone().into_bytes()),
+                reply: tx,
+            })
+            .await?;
+        match rx
+            .await
+            .unwrap_or_else(|_| Err("the NATS bridge stopped".into()))
+        {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() > std::time::Duration::from_secs(10) => return Err(e),
+            Err(_) => glommio::timer::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
 }

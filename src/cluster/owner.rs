@@ -38,6 +38,8 @@ pub struct Group {
     lock: Semaphore,
     /// Intents (their `FLUX_TXN` sequence) whose part for this group is in the stream.
     txns: RefCell<HashSet<u64>>,
+    /// The stream sequence of the last snapshot stored or loaded (see `snapshot`).
+    snap_seq: Cell<u64>,
 }
 
 impl Group {
@@ -48,6 +50,7 @@ impl Group {
             applied: Cell::new(0),
             lock: Semaphore::new(1),
             txns: RefCell::new(HashSet::new()),
+            snap_seq: Cell::new(0),
         }
     }
 
@@ -399,6 +402,7 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
     l.groups.borrow_mut().insert(g, group.clone());
     let started = std::time::Instant::now();
     let _turn = group.lock.acquire_permit(1).await;
+    load_snapshot(&shard, &cluster, &group).await;
     // Bound: each turn either serves, stops (released meanwhile), or waits 500 ms;
     // the lease loop releases the group if it cannot be renewed.
     loop {
@@ -436,11 +440,126 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
         })
         .await;
     eprintln!(
-        "flux: cluster: node {} serves group {g} (stream at {}, {} ms)",
+        "flux: cluster: node {} serves group {g} (stream at {}, snapshot at {}, {} ms)",
         cluster.node,
         group.applied(),
+        group.snap_seq.get(),
         started.elapsed().as_millis()
     );
+}
+
+/// Loads the group's snapshot from JetStream, if there is a valid one (else the
+/// whole stream is replayed).
+async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) {
+    let (tx, rx) = oneshot::channel();
+    if cluster
+        .bridge()
+        .send(Cmd::GetSnapshot {
+            group: group.id,
+            reply: tx,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    match rx.await {
+        Ok(Ok(Some(bytes))) => {
+            let started = std::time::Instant::now();
+            let loaded = super::snapshot::load(
+                &bytes,
+                group.id,
+                cluster.groups,
+                &mut shard.store.borrow_mut(),
+            );
+            match loaded {
+                Ok(l) => {
+                    group.applied.set(l.seq);
+                    group.snap_seq.set(l.seq);
+                    group.txns.borrow_mut().extend(l.txns);
+                    eprintln!(
+                        "flux: cluster: group {} snapshot loaded: {} entities, stream at {} ({} bytes, {} ms)",
+                        group.id,
+                        l.entities,
+                        l.seq,
+                        bytes.len(),
+                        started.elapsed().as_millis()
+                    );
+                }
+                Err(e) => eprintln!(
+                    "flux: cluster: group {}: {e}; replaying its whole stream",
+                    group.id
+                ),
+            }
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => eprintln!(
+            "flux: cluster: group {}: reading its snapshot failed ({e}); replaying its whole stream",
+            group.id
+        ),
+        Err(_) => {}
+    }
+}
+
+/// Stores a snapshot of each group this shard serves that changed since its last one,
+/// every `FLUX_GROUP_SNAPSHOT_MS`.
+pub async fn snapshots(shard: Rc<Shard>) {
+    let Some(l) = local(&shard) else { return };
+    let cluster = l.cluster.clone();
+    let every = Duration::from_millis(shard.config.group_snapshot_ms);
+    while !shard.shutting_down() {
+        glommio::timer::sleep(every).await;
+        let groups: Vec<Rc<Group>> = l.groups.borrow().values().cloned().collect();
+        for group in groups {
+            if group.state() != State::Serving || group.applied() <= group.snap_seq.get() {
+                continue;
+            }
+            if let Err(e) = take_snapshot(&shard, &cluster, &group).await {
+                eprintln!("flux: cluster: snapshot of group {}: {e}", group.id);
+            }
+        }
+    }
+}
+
+async fn take_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) -> Result<(), String> {
+    // Intents older than what FLUX_TXN holds can never be redone: not kept.
+    let (tx, rx) = oneshot::channel();
+    cluster.bridge().send(Cmd::TxnFirst { reply: tx }).await?;
+    let first = rx.await.unwrap_or_else(|_| Err("bridge stopped".into()))?;
+    let (bytes, seq) = {
+        // Under the group's turn: the store and `applied` agree.
+        let _turn = group
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| "closed".to_string())?;
+        if group.state() != State::Serving {
+            return Ok(());
+        }
+        group.txns.borrow_mut().retain(|t| *t >= first);
+        let txns: Vec<u64> = group.txns.borrow().iter().copied().collect();
+        let seq = group.applied();
+        let bytes =
+            super::snapshot::encode(&shard.store.borrow(), group.id, cluster.groups, seq, &txns);
+        (bytes, seq)
+    };
+    let len = bytes.len();
+    let (tx, rx) = oneshot::channel();
+    cluster
+        .bridge()
+        .send(Cmd::PutSnapshot {
+            group: group.id,
+            bytes,
+            reply: tx,
+        })
+        .await?;
+    rx.await.unwrap_or_else(|_| Err("bridge stopped".into()))?;
+    group.snap_seq.set(seq);
+    eprintln!(
+        "flux: cluster: group {} snapshot stored at stream sequence {seq} ({len} bytes)",
+        group.id
+    );
+    Ok(())
 }
 
 /// A shard's inbox from the bridge.
@@ -451,6 +570,15 @@ pub async fn inbox(shard: Rc<Shard>, mut rx: mpsc::Receiver<ShardCmd>) {
                 glommio::spawn_local(acquire(shard.clone(), group)).detach();
             }
             ShardCmd::Release { group } => release(&shard, group),
+            ShardCmd::Revoke { namespaces } => {
+                let s = shard.clone();
+                glommio::spawn_local(async move {
+                    for ns in namespaces {
+                        crate::ws::revoke_everywhere(&s, &ns).await;
+                    }
+                })
+                .detach();
+            }
             ShardCmd::Remote { records } => {
                 if crate::event::valid_stored_records(&records) {
                     shard.fanout_from_peer(&records);

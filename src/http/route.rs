@@ -43,6 +43,9 @@ pub enum Endpoint {
     /// `POST /api/internal/part?group=G[&txn=T]` (cluster mode, between nodes): a
     /// group's part for its owner.
     InternalPart,
+    /// `GET /api/internal/page?prefix=&after=&max=` (cluster mode, between nodes):
+    /// one page of this node's own entities, for another node's listing.
+    InternalPage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +117,7 @@ pub fn route(method: Method, path: &[u8]) -> Route {
         b"/api/admin/backup" => one(method, Post, Backup, b"Allow: POST\r\n"),
         b"/api/cluster" => one(method, Get, ClusterStatus, b"Allow: GET, HEAD\r\n"),
         b"/api/internal/part" => one(method, Post, InternalPart, b"Allow: POST\r\n"),
+        b"/api/internal/page" => one(method, Get, InternalPage, b"Allow: GET\r\n"),
         b"/api/state/namespaces" => one(method, Get, ListNamespaces, b"Allow: GET, HEAD\r\n"),
         b"/api/admin/config" => match method {
             Get => Route::Found(GetConfig),

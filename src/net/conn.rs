@@ -390,11 +390,13 @@ impl Conn {
             }
             Reply::Stream(list) => {
                 let http10 = req.http10;
+                let forwarded = req.forwarded;
                 if api::list::stream(
                     &self.shard,
                     list,
                     persist,
                     http10,
+                    forwarded,
                     &mut self.out,
                     &mut self.stream,
                 )
