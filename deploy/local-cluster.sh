@@ -3,7 +3,8 @@
 # and 3 Flux nodes with 2 shards each, on free loopback ports, everything under DIR.
 #
 #   deploy/local-cluster.sh up DIR     start; prints "URL PID" per Flux node once
-#                                      every node is healthy and every group served
+#                                      every node is healthy, every group served and
+#                                      every node knows every group's owner
 #   deploy/local-cluster.sh down DIR   stop everything started by `up DIR`
 #
 # Installs nothing. Binaries: $FLUX_BIN (default target/release/flux) and
@@ -100,14 +101,18 @@ up)
             curl -fsS -o /dev/null "$url/health" 2>/dev/null || ok=0
         done
         if [ $ok = 1 ]; then
+            # Every group served by some node, and every node knows every owner
+            # (a node learns the others' leases within a lease/3).
             served=0
+            unknown=0
             for i in 1 2 3; do
-                n=$(curl -fsS "$(cat "$dir/flux-$i.url")/api/cluster" 2>/dev/null |
-                    python3 -c 'import json,sys; print(sum(1 for g in json.load(sys.stdin)["groups"] if g["servedHere"]))' 2>/dev/null || echo 0)
-                served=$((served + n))
+                set -- $(curl -fsS "$(cat "$dir/flux-$i.url")/api/cluster" 2>/dev/null |
+                    python3 -c 'import json,sys; g=json.load(sys.stdin)["groups"]; print(sum(1 for x in g if x["servedHere"]), sum(1 for x in g if not x["node"]))' 2>/dev/null || echo 0 1)
+                served=$((served + $1))
+                unknown=$((unknown + $2))
             done
             groups=$(curl -fsS "$(cat "$dir/flux-1.url")/api/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["groupCount"])')
-            [ "$served" -ge "$groups" ] && break
+            [ "$served" -ge "$groups" ] && [ "$unknown" -eq 0 ] && break
         fi
         if [ "$(date +%s)" -gt "$deadline" ]; then
             echo "the cluster did not become healthy in time; logs in $dir" >&2

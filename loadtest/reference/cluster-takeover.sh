@@ -32,14 +32,19 @@ entities() { # URL... -> sum of flux_entities
 
 # Write until every entity exists (the tool spreads its writes over the ids).
 t0=$(date +%s.%N)
+EVENTS=0
 while [ "$(entities "${NODE_URLS[@]}")" -lt "$N" ]; do
-  "$LT" --url "$URLS" -d 10s -c 8 --batch 1000 --entities "$N" --threads 1 --quiet >/dev/null 2>&1 || true
+  "$LT" --url "$URLS" -d 10s -c 8 --batch 1000 --entities "$N" --threads 1 --quiet \
+    --json "$DIR/load.json" >/dev/null 2>&1 || true
+  EVENTS=$((EVENTS + $(python3 -c "import json; print(json.load(open('$DIR/load.json'))['events'])")))
 done
-echo "loaded: $(entities "${NODE_URLS[@]}") entities in $(python3 -c "import time; print(round(time.time() - $t0))") s"
+echo "loaded: $(entities "${NODE_URLS[@]}") entities, $EVENTS events in $(python3 -c "import time; print(round(time.time() - $t0))") s"
 
 # Every group's snapshot stored after the last write.
 sleep $((SNAP_MS * 3 / 1000))
 BEFORE=$(entities "${NODE_URLS[@]}")
+JS=$(du -sb "$DIR"/nats-1/jetstream | cut -f1)
+echo "one NATS server's JetStream store: $JS bytes ($(python3 -c "print(round($JS / $EVENTS, 1))") per event written, every stream and the snapshots)"
 
 # The victim: the owner of group 0.
 VICTIM_URL=$(curl -fsS "${NODE_URLS[0]}/api/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["groups"][0]["url"])')

@@ -466,6 +466,24 @@ fn three_nodes_on_three_nats_servers() {
             "x-{i} of a refused batch"
         );
     }
+    // A batch larger than one NATS message (max_payload, 1 MiB by default): 413 with
+    // a clear reason, nothing applied (not a 503 after retrying in vain).
+    let big = "z".repeat(1000);
+    let huge: Vec<String> = (0..2000)
+        .map(|i| event(&format!("h-{i}"), &format!(r#"{{"v":"{big}"}}"#)))
+        .collect();
+    let (s, b) = http(
+        ports[0],
+        "POST",
+        "/api/events/batch",
+        &format!(r#"{{"events":[{}]}}"#, huge.join(",")),
+        None,
+    );
+    assert_eq!(s, 413, "{b}");
+    assert!(b.contains("max_payload"), "{b}");
+    for i in (0..2000).step_by(97) {
+        assert!(entity(ports[1], &format!("h-{i}")).is_none(), "h-{i}");
+    }
 
     // A listing through any node merges every node's entities, sorted and paged.
     let mut want: Vec<String> = (0..64).map(|i| format!("b-{i}")).collect();
@@ -637,7 +655,7 @@ fn three_nodes_on_three_nats_servers() {
         })
         .collect();
     assert!(
-        logs.contains("snapshot loaded"),
+        logs.contains("snapshot loaded from JetStream"),
         "no takeover from a snapshot"
     );
     let (ok, out) = tool(&["--url", &c.nodes[0].url, "--verify-from", &rec_s]);
@@ -725,6 +743,17 @@ fn three_nodes_on_three_nats_servers() {
     );
     let (ok, out) = tool(&["--url", &c.nodes[1].url, "--verify-from", &rec2_s]);
     assert!(ok, "acknowledged writes after restarting everything: {out}");
+    // The restarted nodes took their groups back from their own copies of the
+    // snapshots (then the streams after them), not over the network.
+    let logs: String = (1..=3)
+        .map(|i| {
+            std::fs::read_to_string(c.path().join(format!("flux-{i}.log"))).unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        logs.contains("snapshot loaded from this node's disk"),
+        "no restart from a local snapshot"
+    );
 }
 
 /// The node that serves `id`'s group: a request marked as forwarded is answered only

@@ -288,6 +288,7 @@ pub fn apply_failed(out: &mut Vec<u8>, req: &Request<'_>, e: &ApplyError) {
         ApplyError::Incomplete(msg) => {
             respond::error(out, 503, req.persist, b"", msg);
         }
+        ApplyError::TooLarge(msg) => respond::error(out, 413, req.persist, b"", msg),
     }
 }
 

@@ -45,6 +45,8 @@ pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 /// The object store of group snapshots.
 const SNAPSHOT_BUCKET: &str = "flux-snapshots";
 /// A snapshot not read within this is not used (the group replays its whole stream).
+/// The object metadata key holding the stream sequence a snapshot reflects.
+const SNAPSHOT_SEQ: &str = "flux-seq";
 const SNAPSHOT_READ: Duration = Duration::from_secs(10);
 pub const H_TXN: &str = "Flux-Txn";
 pub const H_CLAIM: &str = "Flux-Claim";
@@ -96,7 +98,8 @@ pub enum Cmd {
     /// The group's snapshot, if one is stored.
     GetSnapshot {
         group: u16,
-        reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+        /// The snapshot and where it was read from.
+        reply: oneshot::Sender<Result<Option<(Vec<u8>, &'static str)>, String>>,
     },
     /// The first sequence `FLUX_TXN` still holds (older intents are gone).
     TxnFirst {
@@ -231,6 +234,7 @@ pub fn start(
                         }
                     }
                 };
+                cluster.set_max_payload(nats.client.server_info().max_payload);
                 let _ = ready_tx.send(Ok(()));
                 run(nats, cluster, auth, lease, shards, rx).await;
             });
@@ -520,21 +524,37 @@ async fn run(
                 bytes,
                 reply,
             } => {
-                let nats = nats.clone();
+                let (nats, cluster) = (nats.clone(), cluster.clone());
                 tokio::spawn(async move {
+                    let seq = super::snapshot::seq_of(&bytes).unwrap_or(0);
+                    let meta = jetstream::object_store::ObjectMetadata {
+                        name: format!("g{group}"),
+                        metadata: HashMap::from([(SNAPSHOT_SEQ.to_string(), seq.to_string())]),
+                        ..Default::default()
+                    };
                     let r = nats
                         .snapshots
-                        .put(format!("g{group}").as_str(), &mut bytes.as_slice())
+                        .put(meta, &mut bytes.as_slice())
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string());
+                    // This node's own copy, for its next start (`read_snapshot`).
+                    let path = local_snapshot(&nats, &cluster, group);
+                    let written =
+                        tokio::task::spawn_blocking(move || write_durably(&path, &bytes)).await;
+                    if let Ok(Err(e)) = written {
+                        eprintln!(
+                            "flux: cluster: group {group}: keeping its snapshot on disk: {e}"
+                        );
+                    }
                     let _ = reply.send(r);
                 });
             }
             Cmd::GetSnapshot { group, reply } => {
-                let nats = nats.clone();
+                let (nats, cluster) = (nats.clone(), cluster.clone());
                 tokio::spawn(async move {
-                    let r = tokio::time::timeout(SNAPSHOT_READ, read_snapshot(&nats, group))
+                    let read = read_snapshot(&nats, &cluster, group);
+                    let r = tokio::time::timeout(SNAPSHOT_READ, read)
                         .await
                         .unwrap_or_else(|_| Err("timed out".into()));
                     let _ = reply.send(r);
@@ -566,21 +586,80 @@ async fn run(
     }
 }
 
-/// Reads a group's snapshot object chunk by chunk. (Not through the object store's
-/// `AsyncRead`: async-nats 0.46 unwraps the result of creating its consumer there, so a
-/// JetStream timeout would panic, and the release build aborts on a panic.) The
-/// snapshot carries its own checksum (`snapshot::load`).
-async fn read_snapshot(nats: &Nats, group: u16) -> Result<Option<Vec<u8>>, String> {
+/// This node's copy of group `g`'s snapshot, named after the stream's creation time:
+/// a copy made from a stream since deleted and made anew is never used.
+fn local_snapshot(nats: &Nats, cluster: &Cluster, g: u16) -> std::path::PathBuf {
+    let created = nats.streams[g as usize]
+        .cached_info()
+        .created
+        .unix_timestamp_nanos();
+    cluster.snapshot_dir.join(format!("g{g}-{created}.snap"))
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new file whole.
+fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    crate::log::naming::sync_dir(dir)
+}
+
+/// The newest snapshot of group `g` this node can get: its own copy on disk (kept by
+/// the last owner that ran here, so a restart reads no snapshot over the network) or
+/// the one in JetStream, whichever reflects the later stream sequence. A copy beyond
+/// the stream's end (the streams were made anew) is not used. `load` checks the
+/// chosen one whole; a damaged one means a replay of the whole stream.
+async fn read_snapshot(
+    nats: &Nats,
+    cluster: &Cluster,
+    g: u16,
+) -> Result<Option<(Vec<u8>, &'static str)>, String> {
     use jetstream::object_store::InfoErrorKind;
-    let info = match nats.snapshots.info(format!("g{group}")).await {
-        Ok(i) if i.deleted => return Ok(None),
-        Ok(i) => i,
-        Err(e) if e.kind() == InfoErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+    let path = local_snapshot(nats, cluster, g);
+    let local = tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| super::snapshot::seq_of(&b).map(|seq| (seq, b)));
+    let info = match nats.snapshots.info(format!("g{g}")).await {
+        Ok(i) if i.deleted => None,
+        Ok(i) => Some(i),
+        Err(e) if e.kind() == InfoErrorKind::NotFound => None,
+        Err(e) if local.is_none() => return Err(e.to_string()),
+        Err(_) => None,
     };
+    let remote_seq = info.as_ref().map(|i| {
+        i.metadata
+            .get(SNAPSHOT_SEQ)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX) // older objects without it: read it
+    });
+    if let Some((seq, bytes)) = local {
+        let last = nats.streams[g as usize]
+            .clone()
+            .get_info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .last_sequence;
+        if seq <= last && remote_seq.is_none_or(|r| seq >= r) {
+            return Ok(Some((bytes, "this node's disk")));
+        }
+    }
+    let Some(info) = info else {
+        return Ok(None);
+    };
+    // Chunk by chunk, not through the object store's `AsyncRead`: async-nats 0.46
+    // unwraps the result of creating its consumer there, so a JetStream timeout would
+    // panic, and the release build aborts on a panic.
     let mut buf = Vec::with_capacity(info.size);
     if info.chunks == 0 {
-        return Ok(Some(buf));
+        return Ok(Some((buf, "JetStream")));
     }
     let consumer = nats
         .snapshot_stream
@@ -597,7 +676,7 @@ async fn read_snapshot(nats: &Nats, group: u16) -> Result<Option<Vec<u8>>, Strin
         buf.extend_from_slice(&m.payload);
         chunks += 1;
         if chunks == info.chunks {
-            return Ok(Some(buf));
+            return Ok(Some((buf, "JetStream")));
         }
     }
     Err("the snapshot's chunks ended early".into())

@@ -76,6 +76,9 @@ struct Slot {
 }
 
 /// The process-wide cluster state, shared by the shards and the bridge.
+/// Bytes kept for a message's headers under the servers' `max_payload`.
+const HEADER_ROOM: usize = 1024;
+
 pub struct Cluster {
     pub node: String,
     pub url: String,
@@ -84,9 +87,15 @@ pub struct Cluster {
     /// `Authorization` header value for requests to other nodes (the admin token,
     /// which every node of an auth-mode cluster shares), if auth is on.
     pub peer_auth: Option<String>,
+    /// Where this node keeps its own copy of its groups' snapshots
+    /// (`<FLUX_DATA_DIR>/cluster`, see `bridge::read_snapshot`).
+    pub snapshot_dir: std::path::PathBuf,
     table: RwLock<Vec<Slot>>,
     serving: Vec<AtomicBool>,
     acquired: AtomicU64,
+    /// The largest message the NATS servers take (their `max_payload`), less room for
+    /// headers; learned at connect (0 until then: no limit checked).
+    max_message: std::sync::atomic::AtomicUsize,
     bridge: std::sync::OnceLock<bridge::Handle>,
 }
 
@@ -102,11 +111,32 @@ impl Cluster {
                 .auth_enabled
                 .then(|| cfg.admin_token.as_ref().map(|t| format!("Bearer {}", t.0)))
                 .flatten(),
+            snapshot_dir: cfg.data_dir.join("cluster"),
             table: RwLock::new(vec![Slot::default(); groups]),
             serving: (0..groups).map(|_| AtomicBool::new(false)).collect(),
             acquired: AtomicU64::new(0),
+            max_message: std::sync::atomic::AtomicUsize::new(0),
             bridge: std::sync::OnceLock::new(),
         }
+    }
+
+    pub(crate) fn set_max_payload(&self, max_payload: usize) {
+        self.max_message
+            .store(max_payload.saturating_sub(HEADER_ROOM), Ordering::Relaxed);
+    }
+
+    /// Refuses a message the NATS servers would not take (an intent holds a whole
+    /// batch, a part a group's share of it): sending it again would never succeed.
+    pub fn check_size(&self, what: &str, len: usize) -> Result<(), crate::shard::ApplyError> {
+        let max = self.max_message.load(Ordering::Relaxed);
+        if max == 0 || len <= max {
+            return Ok(());
+        }
+        Err(crate::shard::ApplyError::TooLarge(format!(
+            "{what} of this request takes {len} bytes in the log, more than the NATS \
+             servers take in one message ({max} bytes with headers; their max_payload): \
+             send smaller batches, or raise max_payload in the nats-server configuration"
+        )))
     }
 
     pub fn set_bridge(&self, h: bridge::Handle) {

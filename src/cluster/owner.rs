@@ -448,8 +448,9 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
     );
 }
 
-/// Loads the group's snapshot from JetStream, if there is a valid one (else the
-/// whole stream is replayed).
+/// Loads the group's snapshot (this node's copy or JetStream's, see
+/// `bridge::read_snapshot`), if there is a valid one (else the whole stream is
+/// replayed).
 async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) {
     let (tx, rx) = oneshot::channel();
     if cluster
@@ -464,7 +465,7 @@ async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) {
         return;
     }
     match rx.await {
-        Ok(Ok(Some(bytes))) => {
+        Ok(Ok(Some((bytes, from)))) => {
             let started = std::time::Instant::now();
             let loaded = super::snapshot::load(
                 &bytes,
@@ -478,7 +479,7 @@ async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) {
                     group.snap_seq.set(l.seq);
                     group.txns.borrow_mut().extend(l.txns);
                     eprintln!(
-                        "flux: cluster: group {} snapshot loaded: {} entities, stream at {} ({} bytes, {} ms)",
+                        "flux: cluster: group {} snapshot loaded from {from}: {} entities, stream at {} ({} bytes, {} ms)",
                         group.id,
                         l.entities,
                         l.seq,

@@ -51,6 +51,15 @@ pub fn encode(store: &Store, g: u16, groups: usize, seq: u64, txns: &[u64]) -> V
     out
 }
 
+/// The stream sequence a snapshot reflects, from its header alone (not checked: `load`
+/// checks everything).
+pub fn seq_of(b: &[u8]) -> Option<u64> {
+    if b.len() < MAGIC.len() + 8 || &b[..8] != MAGIC {
+        return None;
+    }
+    Some(u64::from_le_bytes(b[8..16].try_into().ok()?))
+}
+
 /// What a snapshot holds.
 pub struct Loaded {
     pub seq: u64,

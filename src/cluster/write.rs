@@ -78,6 +78,9 @@ async fn write_groups(
     mut parts: Vec<EventBatch>,
 ) -> Result<(), ApplyError> {
     let groups: Vec<usize> = (0..parts.len()).filter(|&g| !parts[g].is_empty()).collect();
+    for &g in &groups {
+        cluster.check_size("a group's part", parts[g].buf.len())?;
+    }
     match groups[..] {
         [] => Ok(()),
         [g] => write_part(
@@ -99,6 +102,7 @@ async fn write_groups(
                     .collect();
                 super::txn::encode(&list)
             };
+            cluster.check_size("the batch", encoded.len())?;
             let (tx, rx) = futures_channel::oneshot::channel();
             cluster
                 .bridge()

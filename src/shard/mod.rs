@@ -412,6 +412,9 @@ pub enum ApplyError {
     /// A cross-shard batch was committed (its intent is logged) but a part could not
     /// be delivered to its shard; the next start completes it from the intent.
     Incomplete(String),
+    /// Cluster mode: a message for the NATS servers would exceed their
+    /// `max_payload`; not applied; 413.
+    TooLarge(String),
 }
 
 impl From<AppendError> for ApplyError {
@@ -900,7 +903,8 @@ pub fn describe(e: &ApplyError) -> String {
         ApplyError::Storage(m)
         | ApplyError::Failed(m)
         | ApplyError::NotDurable(m)
-        | ApplyError::Incomplete(m) => m.clone(),
+        | ApplyError::Incomplete(m)
+        | ApplyError::TooLarge(m) => m.clone(),
     }
 }
 
