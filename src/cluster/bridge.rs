@@ -98,8 +98,7 @@ pub enum Cmd {
     /// The group's snapshot, if one is stored.
     GetSnapshot {
         group: u16,
-        /// The snapshot and where it was read from.
-        reply: oneshot::Sender<Result<Option<(Vec<u8>, &'static str)>, String>>,
+        reply: oneshot::Sender<Result<Option<FoundSnapshot>, String>>,
     },
     /// The first sequence `FLUX_TXN` still holds (older intents are gone).
     TxnFirst {
@@ -127,6 +126,9 @@ pub enum PubError {
     /// No answer or another error: whether it was appended is unknown.
     Other(String),
 }
+
+/// A group snapshot's bytes and where they were read from.
+pub type FoundSnapshot = (Vec<u8>, &'static str);
 
 /// One message of a group's stream.
 pub enum Fetched {
@@ -618,7 +620,7 @@ async fn read_snapshot(
     nats: &Nats,
     cluster: &Cluster,
     g: u16,
-) -> Result<Option<(Vec<u8>, &'static str)>, String> {
+) -> Result<Option<FoundSnapshot>, String> {
     use jetstream::object_store::InfoErrorKind;
     let path = local_snapshot(nats, cluster, g);
     let local = tokio::task::spawn_blocking(move || std::fs::read(path).ok())
