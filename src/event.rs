@@ -53,6 +53,11 @@ pub struct EventBatch {
     /// Set when this is one shard's part of a batch that spans shards: the id of the
     /// coordinator's intent (see `log::txn`).
     pub txn: Option<u64>,
+    /// Some event carries the client's own `eventId`. Cluster mode appends such a part
+    /// as a message of its own, with that id as its message id, so JetStream's
+    /// deduplication catches the client's retry; other parts are group-committed (a
+    /// fresh id is never sent twice).
+    pub client_ids: bool,
 }
 
 /// Appends one property entry in the property-list format shared with the state store.

@@ -420,6 +420,24 @@ fn three_nodes_on_three_nats_servers() {
             .len(),
         1
     );
+    // A client's retry with the same eventId (after a timeout, say) is applied once,
+    // through whichever node it arrives: JetStream drops the duplicate message.
+    let dup = r#"{"eventId":"0190f0f0-0000-7000-8000-00000000d00d","stream":"s","source":"t","payload":{"entity_id":"dup-1","properties":{"v":1}}}"#;
+    for &p in &ports {
+        let (s, b) = http(p, "POST", "/api/events", dup, None);
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = http(ports[0], "GET", "/api/events?entity=dup-1", "", None);
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&b)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "a retried eventId is applied once: {b}"
+    );
     let (s, b) = http(ports[1], "DELETE", "/api/state/entities/w-3", "", None);
     assert_eq!(s, 200, "{b}");
     for &p in &ports {

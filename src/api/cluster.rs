@@ -119,7 +119,9 @@ fn internal_allowed(req: &Request<'_>, out: &mut Vec<u8>) -> bool {
     ok
 }
 
-/// `POST /api/internal/part?group=G[&txn=T]`: a group's part from another node.
+/// `POST /api/internal/part?group=G[&txn=T][&ids=client]`: a group's part from
+/// another node (`ids=client`: it carries client event ids, see
+/// `EventBatch::client_ids`).
 /// Answers 200 once applied, 409 when this node does not serve the group.
 pub async fn internal_part(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
     let Some(l) = cluster::local(shard) else {
@@ -131,18 +133,20 @@ pub async fn internal_part(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) 
     let c = l.cluster.clone();
     let mut group: Option<u16> = None;
     let mut txn: Option<u64> = None;
+    let mut client_ids = false;
     for (k, v) in query::query_pairs(req.query.unwrap_or_default()) {
         let v = std::str::from_utf8(v).ok();
         match k {
             b"group" => group = v.and_then(|v| v.parse().ok()),
             b"txn" => txn = v.and_then(|v| v.parse().ok()),
+            b"ids" => client_ids = v == Some("client"),
             _ => {}
         }
     }
     let Some(g) = group.filter(|g| (*g as usize) < c.groups) else {
         return respond::error(out, 400, req.persist, b"", "group missing or out of range");
     };
-    let Some(batch) = batch_from_records(req.body.to_vec(), g, c.groups) else {
+    let Some(mut batch) = batch_from_records(req.body.to_vec(), g, c.groups) else {
         return respond::error(
             out,
             400,
@@ -151,6 +155,7 @@ pub async fn internal_part(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) 
             "malformed records for this group",
         );
     };
+    batch.client_ids = client_ids;
     match cluster::write::apply_on_owner_shard(shard, &c, g, batch, txn).await {
         Ok(()) => respond::json(out, 200, req.persist, b"", b"{}"),
         Err(WriteError::NotOwner) => respond::error(out, 409, req.persist, b"", "not the owner"),

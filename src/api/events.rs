@@ -62,6 +62,7 @@ pub async fn post_event(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, bod
         write_ack(body, event_id, ev.stream);
         batch.buf.reserve(req.body.len() + 64);
         batch.push_event(ev, event_id, ev.timestamp_ms.unwrap_or(now));
+        batch.client_ids = ev.event_id.is_some();
         Ok((shard.owner(id), charged))
     });
     let (owner, charged) = match decoded {
@@ -187,6 +188,7 @@ pub async fn post_batch(
                         part.buf.reserve(req.body.len() / shard.count * 3 / 2 + 256);
                     }
                     part.push_event(ev, id, ev.timestamp_ms.unwrap_or(now));
+                    part.client_ids |= ev.event_id.is_some();
                 }
                 Err(msg) => {
                     failed += 1;

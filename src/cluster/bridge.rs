@@ -494,8 +494,7 @@ async fn run(
                 });
             }
             Cmd::Fetch { group, from, to } => {
-                let s = nats.streams[group as usize].clone();
-                tokio::spawn(fetch(s, group, from, to));
+                tokio::spawn(fetch(nats.client.clone(), group, from, to));
             }
             Cmd::Fanout {
                 group,
@@ -705,60 +704,93 @@ async fn publish(
     }
 }
 
-async fn fetch(s: stream::Stream, group: u16, from: u64, mut to: mpsc::Sender<Fetched>) {
+/// Messages per batched direct get.
+const FETCH_BATCH: usize = 256;
+/// How long one batch of a direct get may take.
+const FETCH_WAIT: Duration = Duration::from_secs(5);
+
+/// Reads group `group`'s stream from sequence `from` to its end into `to`, then
+/// `Fetched::End`. Batched direct gets (`$JS.API.DIRECT.GET`, `{"seq","batch"}`,
+/// answered by any replica, the batch closed by a 204 status): no JetStream consumer
+/// is made, so a catch-up does not wait on the meta leader, which is busy or being
+/// elected right after a NATS server died (consumer creation then timed out for tens of
+/// seconds). A replica that lags only makes the catch-up stop early: the owner's next
+/// append (or its claim) names the sequence it reached and is refused until it has read
+/// the rest.
+async fn fetch(client: async_nats::Client, group: u16, from: u64, mut to: mpsc::Sender<Fetched>) {
+    let stream = stream_name(group);
     let r: Result<u64, String> = async {
-        let last = s
-            .get_info()
-            .await
-            .map_err(|e| e.to_string())?
-            .state
-            .last_sequence;
-        if last < from {
-            return Ok(last);
-        }
-        let consumer = s
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: from,
-                },
-                ..Default::default()
-            })
+        let inbox = client.new_inbox();
+        let mut sub = client
+            .subscribe(inbox.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let mut msgs = consumer.messages().await.map_err(|e| e.to_string())?;
-        while let Some(m) = msgs.next().await {
-            let m = m.map_err(|e| e.to_string())?;
-            let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
-            let headers = m.headers.as_ref();
-            let txn = headers
-                .and_then(|h| h.get(H_TXN))
-                .and_then(|v| v.as_str().parse().ok());
-            let claim = headers
-                .and_then(|h| h.get(H_CLAIM))
-                .map(|v| v.as_str().to_string());
-            if to
-                .send(Fetched::Msg {
-                    seq,
-                    txn,
-                    claim,
-                    payload: m.payload.clone(),
-                })
+        let subject = format!("$JS.API.DIRECT.GET.{stream}");
+        let mut next = from;
+        // Bound: every batch either ends the stream or moves `next` forward.
+        loop {
+            let req = format!(r#"{{"seq":{next},"batch":{FETCH_BATCH}}}"#);
+            client
+                .publish_with_reply(subject.clone(), inbox.clone(), req.into())
                 .await
-                .is_err()
-            {
-                return Ok(seq);
+                .map_err(|e| e.to_string())?;
+            let mut got = 0usize;
+            loop {
+                let m = tokio::time::timeout(FETCH_WAIT, sub.next())
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .ok_or("the subscription closed")?;
+                match m.status.map(|s| s.as_u16()) {
+                    None => {}
+                    // No message at or after `next`: the stream ends before it.
+                    Some(404) => return Ok(next - 1),
+                    Some(204) => break, // end of this batch
+                    Some(code) => {
+                        return Err(format!(
+                            "direct get: {code} {}",
+                            m.description.as_deref().unwrap_or("")
+                        ))
+                    }
+                }
+                let headers = m.headers.as_ref();
+                let seq: u64 = headers
+                    .and_then(|h| h.get(async_nats::header::NATS_SEQUENCE))
+                    .and_then(|v| v.as_str().parse().ok())
+                    .ok_or("direct get: a message without its sequence")?;
+                if seq < next {
+                    continue; // not ours (an answer to an earlier request)
+                }
+                let txn = headers
+                    .and_then(|h| h.get(H_TXN))
+                    .and_then(|v| v.as_str().parse().ok());
+                let claim = headers
+                    .and_then(|h| h.get(H_CLAIM))
+                    .map(|v| v.as_str().to_string());
+                if to
+                    .send(Fetched::Msg {
+                        seq,
+                        txn,
+                        claim,
+                        payload: m.payload.clone(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return Ok(seq);
+                }
+                next = seq + 1;
+                got += 1;
             }
-            if seq >= last {
-                break;
+            if got == 0 {
+                return Ok(next - 1);
             }
         }
-        Ok(last)
     }
     .await;
     let _ = to
         .send(match r {
             Ok(last) => Fetched::End { last },
-            Err(e) => Fetched::Failed(format!("reading stream {}: {e}", stream_name(group))),
+            Err(e) => Fetched::Failed(format!("reading stream {stream}: {e}")),
         })
         .await;
 }

@@ -125,11 +125,20 @@ impl Cluster {
             .store(max_payload.saturating_sub(HEADER_ROOM), Ordering::Relaxed);
     }
 
+    /// The largest message the NATS servers take, less room for headers (group commit
+    /// fills messages up to it); 1 MiB less that room until connected.
+    pub fn max_message(&self) -> usize {
+        match self.max_message.load(Ordering::Relaxed) {
+            0 => (1 << 20) - HEADER_ROOM,
+            n => n,
+        }
+    }
+
     /// Refuses a message the NATS servers would not take (an intent holds a whole
     /// batch, a part a group's share of it): sending it again would never succeed.
     pub fn check_size(&self, what: &str, len: usize) -> Result<(), crate::shard::ApplyError> {
-        let max = self.max_message.load(Ordering::Relaxed);
-        if max == 0 || len <= max {
+        let max = self.max_message();
+        if len <= max {
             return Ok(());
         }
         Err(crate::shard::ApplyError::TooLarge(format!(

@@ -40,6 +40,14 @@ pub struct Group {
     txns: RefCell<HashSet<u64>>,
     /// The stream sequence of the last snapshot stored or loaded (see `snapshot`).
     snap_seq: Cell<u64>,
+    /// Parts waiting for the group's turn (group commit, see [`apply_part`]).
+    pending: RefCell<std::collections::VecDeque<Pending>>,
+}
+
+/// A part waiting for its group's turn, and where its answer goes.
+struct Pending {
+    batch: EventBatch,
+    done: oneshot::Sender<Result<(), WriteError>>,
 }
 
 impl Group {
@@ -51,6 +59,7 @@ impl Group {
             lock: Semaphore::new(1),
             txns: RefCell::new(HashSet::new()),
             snap_seq: Cell::new(0),
+            pending: RefCell::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -64,7 +73,7 @@ impl Group {
 }
 
 /// Why a part was not applied by its owner.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum WriteError {
     /// This node does not (or no longer) serve the group: ask again where it lives.
     NotOwner,
@@ -122,6 +131,7 @@ pub fn batch_from_records(buf: Vec<u8>, g: u16, groups: usize) -> Option<EventBa
         count,
         props,
         txn: None,
+        client_ids: false,
     })
 }
 
@@ -167,19 +177,82 @@ async fn publish(
 
 /// Appends group `g`'s part to its stream and applies it here, the owner (see the
 /// module doc of `cluster`). `txn`: the intent of a batch that spans groups.
+///
+/// Group commit: a group has one append in flight (the fence names the sequence it
+/// follows), so the parts that arrive meanwhile wait, and whoever gets the next turn
+/// appends every waiting part (up to one NATS message) as one message, applies it,
+/// and answers each. A part of a batch that spans groups (`txn`) goes alone: its
+/// message id and header name its intent.
 pub async fn apply_part(
     shard: &Shard,
     g: u16,
-    mut batch: EventBatch,
+    batch: EventBatch,
     txn: Option<u64>,
 ) -> Result<(), WriteError> {
     let cluster = local(shard).ok_or(WriteError::NotOwner)?.cluster.clone();
     let group = serving_group(shard, g).await?;
-    let _turn = group
-        .lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| WriteError::NotOwner)?;
+    if txn.is_some() || batch.client_ids {
+        let _turn = group
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| WriteError::NotOwner)?;
+        return commit(shard, &cluster, &group, batch, txn).await;
+    }
+    let (tx, mut rx) = oneshot::channel();
+    group
+        .pending
+        .borrow_mut()
+        .push_back(Pending { batch, done: tx });
+    // Bound: every turn commits at least the oldest waiting part, and ours waits.
+    loop {
+        if let Ok(Some(r)) = rx.try_recv() {
+            return r;
+        }
+        let _turn = group
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| WriteError::NotOwner)?;
+        if let Ok(Some(r)) = rx.try_recv() {
+            return r; // a turn before ours committed it
+        }
+        let max = cluster.max_message().max(1);
+        let mut parts = Vec::new();
+        let mut bytes = 0;
+        {
+            let mut q = group.pending.borrow_mut();
+            while let Some(p) = q.front() {
+                if !parts.is_empty() && bytes + p.batch.buf.len() > max {
+                    break;
+                }
+                bytes += p.batch.buf.len();
+                parts.push(q.pop_front().expect("front"));
+            }
+        }
+        let mut all = EventBatch::default();
+        for p in &parts {
+            all.buf.extend_from_slice(&p.batch.buf);
+            all.count += p.batch.count;
+            all.props += p.batch.props;
+        }
+        let r = commit(shard, &cluster, &group, all, None).await;
+        for p in parts {
+            let _ = p.done.send(r.clone());
+        }
+    }
+}
+
+/// Appends one message (`batch`) to the group's stream and applies it, holding the
+/// group's turn.
+async fn commit(
+    shard: &Shard,
+    cluster: &Cluster,
+    group: &Group,
+    mut batch: EventBatch,
+    txn: Option<u64>,
+) -> Result<(), WriteError> {
+    let g = group.id;
     if group.state() != State::Serving {
         return Err(WriteError::NotOwner);
     }
@@ -201,7 +274,7 @@ pub async fn apply_part(
     // own appends); other failures are retried until AMBIGUOUS_RETRY has passed.
     loop {
         let r = publish(
-            &cluster,
+            cluster,
             g,
             payload.clone(),
             id.clone(),
@@ -213,35 +286,45 @@ pub async fn apply_part(
         match r {
             Ok(ack) if ack.seq <= group.applied() => return Ok(()), // a duplicate, applied
             Ok(ack) => {
-                if ack.seq != group.applied() + 1 {
-                    // The stream holds messages we have not applied (an earlier append
-                    // whose answer was lost): apply them first, in order.
-                    catch_up(shard, &group, ack.seq - 1)
+                // The stream may hold messages we have not applied (an earlier append
+                // whose answer was lost): apply them first, in order. The replica that
+                // answers a catch-up may lag behind the leader that took ours: read
+                // again until every message before ours is applied.
+                let mut tries = 0;
+                while ack.seq != group.applied() + 1 {
+                    if tries == CATCH_UP_TRIES || group.state() != State::Serving {
+                        give_up(shard, cluster, group, "its stream could not be read").await;
+                        return Err(WriteError::Unavailable(format!(
+                            "the write is in the replicated log (sequence {}), but this node \
+                             could not read the messages before it; the group moves to \
+                             another node",
+                            ack.seq
+                        )));
+                    }
+                    if tries > 0 {
+                        glommio::timer::sleep(Duration::from_millis(100)).await;
+                    }
+                    tries += 1;
+                    catch_up(shard, group, ack.seq - 1)
                         .await
                         .map_err(WriteError::Unavailable)?;
                 }
-                return apply_here(shard, &cluster, &group, &batch, payload, ack.seq, txn);
+                return apply_here(shard, cluster, group, &batch, payload, ack.seq, txn);
             }
             Err(PubError::Fenced) if !fenced_once => {
                 fenced_once = true;
-                match catch_up(shard, &group, u64::MAX).await {
+                match catch_up(shard, group, u64::MAX).await {
                     // Only our own earlier appends (an answer lost), and still ours:
                     // try again after them.
                     Ok(false) if group.state() == State::Serving => continue,
                     Ok(_) => {}
                     Err(e) => return Err(WriteError::Unavailable(e)),
                 }
-                give_up(
-                    shard,
-                    &cluster,
-                    &group,
-                    "another node appended to its stream",
-                )
-                .await;
+                give_up(shard, cluster, group, "another node appended to its stream").await;
                 return Err(WriteError::NotOwner);
             }
             Err(PubError::Fenced) => {
-                give_up(shard, &cluster, &group, "its stream moved on twice").await;
+                give_up(shard, cluster, group, "its stream moved on twice").await;
                 return Err(WriteError::NotOwner);
             }
             Err(PubError::Other(e)) => {
@@ -258,6 +341,9 @@ pub async fn apply_part(
         }
     }
 }
+
+/// How often the messages before an append are read before the group is given up.
+const CATCH_UP_TRIES: u32 = 50;
 
 /// How long an append whose answer was lost is sent again.
 const AMBIGUOUS_RETRY: Duration = Duration::from_secs(20);

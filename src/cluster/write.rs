@@ -36,6 +36,7 @@ pub async fn apply_batch(
             p.buf.extend_from_slice(bytes);
             p.count += 1;
             p.props += Properties(rec.properties).count() as u32;
+            p.client_ids |= b.client_ids;
         }
     }
     write_groups(shard, &cluster, parts).await
@@ -172,6 +173,7 @@ async fn write_part(
                     count: batch.count,
                     props: batch.props,
                     txn: None,
+                    client_ids: batch.client_ids,
                 };
                 match apply_on_owner_shard(shard, cluster, g, again, txn).await {
                     Ok(()) => return Ok(()),
@@ -183,6 +185,9 @@ async fn write_part(
                 let mut target = format!("/api/internal/part?group={g}");
                 if let Some(t) = txn {
                     target.push_str(&format!("&txn={t}"));
+                }
+                if batch.client_ids {
+                    target.push_str("&ids=client");
                 }
                 let mut headers: Vec<(&str, &[u8])> =
                     vec![(super::peer::FORWARDED, cluster.node.as_bytes())];
