@@ -451,6 +451,27 @@ fn three_nodes_on_three_nats_servers() {
         "the deletion reaches C's subscriber: {deleted:?}"
     );
 
+    // /metrics: each node's own figures plus totals over the cluster (no writes now).
+    let sample = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let own: u64 = ports
+        .iter()
+        .map(|&p| sample(&http(p, "GET", "/metrics", "", None).1, "flux_entities"))
+        .sum();
+    assert!(own > 0);
+    for &p in &ports {
+        let (s, m) = http(p, "GET", "/metrics", "", None);
+        assert_eq!(s, 200);
+        assert_eq!(sample(&m, "flux_cluster_entities"), own, "through {p}");
+        assert_eq!(sample(&m, "flux_cluster_nodes_answered"), 3, "through {p}");
+    }
+
     // A batch spanning every node: all applied; with one invalid event: none.
     let evs: Vec<String> = (0..64)
         .map(|i| event(&format!("b-{i}"), r#"{"v":1}"#))
@@ -890,6 +911,13 @@ fn auth_mode_across_nodes() {
             .len(),
         30
     );
+    // The namespace's entity count sums every node's groups, through any node.
+    for &p in &ports {
+        let (s, b) = http(p, "GET", "/api/namespaces/acme", "", Some(admin));
+        assert_eq!(s, 200, "{b}");
+        let n = serde_json::from_str::<Value>(&b).unwrap()["entityCount"].clone();
+        assert_eq!(n, 30, "entityCount through {p}: {b}");
+    }
     // The internal endpoints take only the admin token.
     let (s, _) = http(ports[0], "GET", "/api/internal/page", "", Some(&token));
     assert_eq!(s, 403);

@@ -238,6 +238,51 @@ pub fn other_nodes(shard: &Shard) -> Result<Vec<std::sync::Arc<str>>, String> {
     Ok(urls)
 }
 
+/// The same GET (`path`, with the request's authorization) answered by every other
+/// node for its own groups only (marked forwarded): their bodies, for answers that sum
+/// over the cluster. Empty on a single node or for a request already forwarded.
+pub async fn ask_others(
+    shard: &Shard,
+    req: &Request<'_>,
+    path: &[u8],
+) -> Result<Vec<Vec<u8>>, String> {
+    let Some(l) = cluster::local(shard) else {
+        return Ok(Vec::new());
+    };
+    if req.forwarded {
+        return Ok(Vec::new());
+    }
+    let mut bodies = Vec::new();
+    for url in other_nodes(shard)? {
+        let mut headers: Vec<(&str, &[u8])> = vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
+        if let Some(a) = req.authorization {
+            headers.push(("Authorization", a));
+        }
+        let a = l.peers.request(&url, "GET", path, &headers, b"").await?;
+        if a.status != 200 {
+            return Err(format!(
+                "node {url} answered {}: {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            ));
+        }
+        bodies.push(a.body);
+    }
+    Ok(bodies)
+}
+
+/// The number after `key` in `body` (a JSON field or a Prometheus sample line).
+pub fn number_after(body: &[u8], key: &[u8]) -> Option<u64> {
+    let at = body.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits: Vec<u8> = body[at..]
+        .iter()
+        .skip_while(|b| **b == b' ')
+        .take_while(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
 /// One page of `url`'s own entities (`/api/internal/page`).
 pub async fn remote_page(
     shard: &Shard,

@@ -381,6 +381,38 @@ fn metrics_snapshot(shard: &Shard) -> crate::metrics::Snapshot {
 
 /// `GET /metrics`: every shard's histograms gathered over the mesh (but a stalled
 /// shard's), the totals.
+/// Cluster mode, a request not forwarded: totals over every node that answered (each
+/// reports the groups it serves), and how many answered.
+async fn cluster_totals(
+    shard: &Shard,
+    req: &Request<'_>,
+    t: &crate::metrics::Totals,
+    body: &mut String,
+) {
+    use std::fmt::Write;
+    if crate::cluster::local(shard).is_none() || req.forwarded {
+        return;
+    }
+    let (mut entities, mut events, mut nodes) = (t.entities, t.events, 1u64);
+    if let Ok(others) = cluster::ask_others(shard, req, b"/metrics").await {
+        for b in others {
+            entities += cluster::number_after(&b, b"\nflux_entities ").unwrap_or(0);
+            events += cluster::number_after(&b, b"\nflux_events_total ").unwrap_or(0);
+            nodes += 1;
+        }
+    }
+    let _ = write!(
+        body,
+        "# HELP flux_cluster_entities Entities over every node that answered (cluster mode).\n\
+         # TYPE flux_cluster_entities gauge\nflux_cluster_entities {entities}\n\
+         # HELP flux_cluster_events_total Events applied over every node that answered, \
+         since each started.\n# TYPE flux_cluster_events_total counter\n\
+         flux_cluster_events_total {events}\n\
+         # HELP flux_cluster_nodes_answered Nodes in these totals, this one included.\n\
+         # TYPE flux_cluster_nodes_answered gauge\nflux_cluster_nodes_answered {nodes}\n"
+    );
+}
+
 async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
     let mut all = metrics_snapshot(shard);
     for i in 0..shard.count {
@@ -397,7 +429,8 @@ async fn get_metrics(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) {
     }
     let (t, rate) = crate::metrics::current(shard);
     let shards = crate::metrics::per_shard(shard);
-    let body = crate::metrics::prom::render(&t, rate, &all, &shards);
+    let mut body = crate::metrics::prom::render(&t, rate, &all, &shards);
+    cluster_totals(shard, req, &t, &mut body).await;
     respond::body(
         out,
         200,

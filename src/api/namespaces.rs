@@ -151,9 +151,21 @@ pub async fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut
     let Some(ns) = found else {
         return respond::error(out, 404, req.persist, b"", "namespace not found");
     };
-    let Ok(count) = entity_count(shard, &ns).await else {
+    let Ok(mut count) = entity_count(shard, &ns).await else {
         return super::unavailable(out);
     };
+    // Cluster mode: every node counts the groups it serves.
+    match super::cluster::ask_others(shard, req, req.path).await {
+        Ok(bodies) => {
+            for b in bodies {
+                count += super::cluster::number_after(&b, b"\"entityCount\":").unwrap_or(0);
+            }
+        }
+        Err(e) => {
+            let msg = format!("the entity count needs every node: {e}");
+            return respond::error(out, 503, req.persist, b"Retry-After: 1\r\n", &msg);
+        }
+    }
     body.clear();
     write_namespace(body, &ns);
     body.pop();

@@ -72,6 +72,10 @@ pub enum Cmd {
         payload: Bytes,
         reply: oneshot::Sender<Result<u64, String>>,
     },
+    /// Every part of intent `txn` is applied: the intent is removed from `FLUX_TXN`
+    /// (only intents with a part still missing stay for the redo, at most
+    /// `INTENT_KEEP`).
+    IntentDone { txn: u64 },
     /// Streams a group's messages from sequence `from` up to the stream's last one
     /// at the time of the request, then `Fetched::End`.
     Fetch {
@@ -481,6 +485,14 @@ async fn run(
                     }
                     let r = publish(&js, log_subject(group), headers, payload).await;
                     let _ = reply.send(r);
+                });
+            }
+            Cmd::IntentDone { txn } => {
+                let s = nats.txn.clone();
+                tokio::spawn(async move {
+                    // Not removed (no answer): it stays until INTENT_KEEP; its redo
+                    // finds every part applied.
+                    let _ = s.delete_message(txn).await;
                 });
             }
             Cmd::Intent { payload, reply } => {

@@ -136,7 +136,12 @@ async fn write_groups(
                 .collect();
             let results = crate::shard::join_all(calls).await;
             match results.into_iter().find_map(Result::err) {
-                None => Ok(()),
+                None => {
+                    let _ = cluster
+                        .bridge()
+                        .try_send(super::bridge::Cmd::IntentDone { txn });
+                    Ok(())
+                }
                 Some(e) => Err(ApplyError::Incomplete(format!(
                     "the batch is committed but a part is not applied yet ({}); its group's \
                      owner completes it within seconds",
