@@ -15,6 +15,7 @@
 //! | `txn-unavailable:<shard>` | cross-shard batch | shard `<shard>` does not answer a hold (as if gone) |
 //! | `shard-stall` | heartbeat | a shard's thread blocks (its executor runs nothing) while `shard-N/.stall` exists |
 //! | `sync-fails[:<shard>]` | log sync | the next fdatasync of that shard (any shard without arg) fails once |
+//! | `cluster-fanout-drop` | cluster fan-out | an owner sends no fan-out while `FLUX_DATA_DIR/.fanout-drop` exists (a lost core NATS message) |
 //! | `backup-slow` | backup copy | each file's copy starts 300 ms late (a kill in the middle of a backup) |
 //! | `backup-cut-delay:<shard>` | backup cut | the cut of that shard waits 300 ms (after the others before it) |
 

@@ -1120,6 +1120,12 @@ async fn lease_round(
 }
 
 /// Hands what other nodes applied to this node's subscribers.
+/// Hands what other nodes applied to this node's subscribers, in each group's stream
+/// order. The fan-out is core NATS (at most once): a message lost on the way (a NATS
+/// server died, an owner died between its append and its fan-out) shows as a gap in
+/// the group's sequence at the next message, and the gap is read from the stream
+/// (direct get) and delivered first. Messages this node fanned out itself (it owned the
+/// group) only move the sequence on: its own subscribers had them when it applied them.
 async fn fanout_in(nats: Arc<Nats>, cluster: Arc<Cluster>, shards: Vec<mpsc::Sender<ShardCmd>>) {
     let mut sub = match nats.client.subscribe("flux.fanout.>").await {
         Ok(s) => s,
@@ -1128,15 +1134,8 @@ async fn fanout_in(nats: Arc<Nats>, cluster: Arc<Cluster>, shards: Vec<mpsc::Sen
             return;
         }
     };
+    let mut last: HashMap<u16, u64> = HashMap::new();
     while let Some(m) = sub.next().await {
-        let from_us = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(H_NODE))
-            .is_some_and(|v| v.as_str() == cluster.node);
-        if from_us {
-            continue;
-        }
         let Some(g) = m
             .subject
             .as_str()
@@ -1147,13 +1146,85 @@ async fn fanout_in(nats: Arc<Nats>, cluster: Arc<Cluster>, shards: Vec<mpsc::Sen
         else {
             continue;
         };
-        let to = shard_of_group(g, cluster.groups, cluster.shards).index();
-        let _ = shards[to]
+        let headers = m.headers.as_ref();
+        let from_us = headers
+            .and_then(|h| h.get(H_NODE))
+            .is_some_and(|v| v.as_str() == cluster.node);
+        let seq = headers
+            .and_then(|h| h.get(H_SEQ))
+            .and_then(|v| v.as_str().parse::<u64>().ok());
+        let to = shards[shard_of_group(g, cluster.groups, cluster.shards).index()].clone();
+        if let Some(seq) = seq {
+            let seen = last.get(&g).copied();
+            if seen.is_some_and(|l| seq <= l) {
+                continue; // delivered already (a gap read it from the stream)
+            }
+            last.insert(g, seq);
+            if from_us {
+                continue;
+            }
+            if let Some(l) = seen.filter(|l| seq > l + 1) {
+                fill_gap(&nats.client, g, l + 1, seq - 1, to.clone()).await;
+            }
+        } else if from_us {
+            continue;
+        }
+        let _ = to
             .clone()
             .send(ShardCmd::Remote {
                 records: m.payload.to_vec(),
             })
             .await;
+    }
+}
+
+/// Most messages a fan-out gap is read for; a longer one is reported, not filled.
+const FANOUT_GAP_MAX: u64 = 4096;
+
+/// Delivers group `g`'s messages `from..=to` from its stream to the shard `to_shard`
+/// (the fan-out missed them).
+async fn fill_gap(
+    client: &async_nats::Client,
+    g: u16,
+    from: u64,
+    to: u64,
+    mut to_shard: mpsc::Sender<ShardCmd>,
+) {
+    if to - from + 1 > FANOUT_GAP_MAX {
+        eprintln!(
+            "flux: cluster: fan-out of group {g} missed {} messages; subscribers here did not \
+             get them (more than {FANOUT_GAP_MAX} to read back)",
+            to - from + 1
+        );
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<Fetched>(256);
+    tokio::spawn(fetch(client.clone(), g, from, tx));
+    while let Some(f) = rx.next().await {
+        match f {
+            Fetched::Msg {
+                seq,
+                claim,
+                payload,
+                ..
+            } => {
+                if seq > to {
+                    return; // fetch stops when the receiver is dropped
+                }
+                if claim.is_none() && !payload.is_empty() {
+                    let _ = to_shard
+                        .send(ShardCmd::Remote {
+                            records: payload.to_vec(),
+                        })
+                        .await;
+                }
+            }
+            Fetched::End { .. } => return,
+            Fetched::Failed(e) => {
+                eprintln!("flux: cluster: fan-out of group {g} missed messages {from}..={to}: {e}");
+                return;
+            }
+        }
     }
 }
 

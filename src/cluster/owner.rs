@@ -373,6 +373,15 @@ fn apply_here(
     if let Some(t) = txn {
         group.txns.borrow_mut().insert(t);
     }
+    if crate::failpoint::on("cluster-fanout-drop")
+        && shard.config.data_dir.join(".fanout-drop").exists()
+    {
+        eprintln!(
+            "flux: cluster: failpoint: the fan-out of group {} message {seq} is dropped",
+            group.id
+        );
+        return Ok(());
+    }
     if !cluster.bridge().try_send(Cmd::Fanout {
         group: group.id,
         seq,
