@@ -329,6 +329,12 @@ fn wait_served(c: &Cluster, via: usize, gone: &[&str], within: Duration) -> Dura
     }
 }
 
+/// POSTs `events` (JSON events) as one batch.
+fn post_batch(port: u16, events: &[String]) -> (u16, String) {
+    let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+    http(port, "POST", "/api/events/batch", &body, None)
+}
+
 /// The ids of a listing's entities (200 asserted).
 fn listed_ids(port: u16, path: &str) -> Vec<String> {
     let (s, b) = http(port, "GET", path, "", None);
@@ -529,13 +535,7 @@ fn three_nodes_on_three_nats_servers() {
     let evs: Vec<String> = (0..64)
         .map(|i| event(&format!("b-{i}"), r#"{"v":1}"#))
         .collect();
-    let (s, b) = http(
-        ports[0],
-        "POST",
-        "/api/events/batch",
-        &format!(r#"{{"events":[{}]}}"#, evs.join(",")),
-        None,
-    );
+    let (s, b) = post_batch(ports[0], &evs);
     assert_eq!(s, 200, "{b}");
     for i in 0..64 {
         assert!(entity(ports[2], &format!("b-{i}")).is_some(), "b-{i}");
@@ -544,13 +544,7 @@ fn three_nodes_on_three_nats_servers() {
         .map(|i| event(&format!("x-{i}"), r#"{"v":1}"#))
         .collect();
     bad.push(r#"{"stream":"s","source":"t","payload":{"properties":{}}}"#.into());
-    let (s, _) = http(
-        ports[1],
-        "POST",
-        "/api/events/batch",
-        &format!(r#"{{"events":[{}]}}"#, bad.join(",")),
-        None,
-    );
+    let (s, _) = post_batch(ports[1], &bad);
     assert_eq!(s, 400);
     for i in 0..64 {
         assert!(
@@ -564,13 +558,7 @@ fn three_nodes_on_three_nats_servers() {
     let huge: Vec<String> = (0..2000)
         .map(|i| event(&format!("h-{i}"), &format!(r#"{{"v":"{big}"}}"#)))
         .collect();
-    let (s, b) = http(
-        ports[0],
-        "POST",
-        "/api/events/batch",
-        &format!(r#"{{"events":[{}]}}"#, huge.join(",")),
-        None,
-    );
+    let (s, b) = post_batch(ports[0], &huge);
     assert_eq!(s, 413, "{b}");
     assert!(b.contains("max_payload"), "{b}");
     for i in (0..2000).step_by(97) {

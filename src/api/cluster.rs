@@ -80,10 +80,7 @@ pub async fn forward(shard: &Shard, req: &Request<'_>, method: &str, url: &str, 
         target.push(b'?');
         target.extend_from_slice(q);
     }
-    let mut headers: Vec<(&str, &[u8])> = vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
-    if let Some(a) = req.authorization {
-        headers.push(("Authorization", a));
-    }
+    let mut headers = peer::headers(&l.cluster.node, req.authorization);
     if req.sync_always {
         headers.push(("X-Flux-Sync", b"always"));
     }
@@ -238,13 +235,16 @@ pub fn other_nodes(shard: &Shard) -> Result<Vec<std::sync::Arc<str>>, String> {
     Ok(urls)
 }
 
-/// The same GET (`path`, with the request's authorization) answered by every other
-/// node for its own groups only (marked forwarded): their bodies, for answers that sum
-/// over the cluster. Empty on a single node or for a request already forwarded.
+/// The same request (`method`, `path`, `body`, with the client's authorization)
+/// answered by every other node for its own groups only (marked forwarded): their
+/// bodies, for answers that sum over the cluster. Empty on a single node or for a
+/// request already forwarded; an error if a node does not answer 200.
 pub async fn ask_others(
     shard: &Shard,
     req: &Request<'_>,
+    method: &str,
     path: &[u8],
+    body: &[u8],
 ) -> Result<Vec<Vec<u8>>, String> {
     let Some(l) = cluster::local(shard) else {
         return Ok(Vec::new());
@@ -252,13 +252,10 @@ pub async fn ask_others(
     if req.forwarded {
         return Ok(Vec::new());
     }
+    let headers = peer::headers(&l.cluster.node, req.authorization);
     let mut bodies = Vec::new();
     for url in other_nodes(shard)? {
-        let mut headers: Vec<(&str, &[u8])> = vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
-        if let Some(a) = req.authorization {
-            headers.push(("Authorization", a));
-        }
-        let a = l.peers.request(&url, "GET", path, &headers, b"").await?;
+        let a = l.peers.request(&url, method, path, &headers, body).await?;
         if a.status != 200 {
             return Err(format!(
                 "node {url} answered {}: {}",
@@ -298,10 +295,10 @@ pub async fn remote_page(
         target.extend_from_slice(b"&after=");
         peer::encode_component(&mut target, a);
     }
-    let mut headers: Vec<(&str, &[u8])> = vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
-    if let Some(a) = &l.cluster.peer_auth {
-        headers.push(("Authorization", a.as_bytes()));
-    }
+    let headers = peer::headers(
+        &l.cluster.node,
+        l.cluster.peer_auth.as_deref().map(str::as_bytes),
+    );
     let a = l.peers.request(url, "GET", &target, &headers, b"").await?;
     if a.status != 200 {
         return Err(format!(
@@ -372,34 +369,12 @@ pub struct Elsewhere {
 /// serves a group (each deletes and reports its own groups' entities).
 pub async fn batch_delete_elsewhere(shard: &Shard, req: &Request<'_>) -> Result<Elsewhere, String> {
     let mut total = Elsewhere::default();
-    if req.forwarded || cluster::local(shard).is_none() {
-        return Ok(total);
-    }
-    let l = cluster::local(shard).expect("cluster mode");
-    for url in other_nodes(shard)? {
-        let mut headers: Vec<(&str, &[u8])> = vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
-        if let Some(a) = req.authorization {
-            headers.push(("Authorization", a));
-        }
-        let a = l
-            .peers
-            .request(
-                &url,
-                "POST",
-                b"/api/state/entities/delete",
-                &headers,
-                req.body,
-            )
-            .await?;
-        if a.status != 200 {
-            return Err(format!(
-                "node {url} answered {} to the batch delete: {}",
-                a.status,
-                String::from_utf8_lossy(&a.body)
-            ));
-        }
-        let part = parse_delete_answer(&a.body)
-            .ok_or_else(|| format!("node {url} sent a malformed batch delete answer"))?;
+    let answers = ask_others(shard, req, "POST", b"/api/state/entities/delete", req.body)
+        .await
+        .map_err(|e| format!("the batch delete: {e}"))?;
+    for body in answers {
+        let part = parse_delete_answer(&body)
+            .ok_or("another node sent a malformed batch delete answer")?;
         total.deleted += part.deleted;
         total.failed += part.failed;
         if !part.errors.is_empty() {
@@ -414,17 +389,8 @@ pub async fn batch_delete_elsewhere(shard: &Shard, req: &Request<'_>) -> Result<
 
 /// Reads `{"deleted":N,"failed":M,"errors":[…]}` as written by `api::delete`.
 fn parse_delete_answer(b: &[u8]) -> Option<Elsewhere> {
-    let num_after = |key: &[u8]| -> Option<usize> {
-        let at = b.windows(key.len()).position(|w| w == key)? + key.len();
-        let digits: Vec<u8> = b[at..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .copied()
-            .collect();
-        std::str::from_utf8(&digits).ok()?.parse().ok()
-    };
-    let deleted = num_after(b"\"deleted\":")?;
-    let failed = num_after(b"\"failed\":")?;
+    let deleted = number_after(b, b"\"deleted\":")? as usize;
+    let failed = number_after(b, b"\"failed\":")? as usize;
     let key = b"\"errors\":[";
     let start = b.windows(key.len()).position(|w| w == key)? + key.len();
     let end = b
@@ -452,11 +418,8 @@ pub async fn delete_prefix_elsewhere(shard: &Shard, prefix: &[u8]) -> Result<usi
         // Bound: each round deletes at least one entity or ends the loop; entities
         // written under the prefix meanwhile may keep it going, as on one node.
         loop {
-            let mut headers: Vec<(&str, &[u8])> =
-                vec![(peer::FORWARDED, l.cluster.node.as_bytes())];
-            if let Some(a) = &l.cluster.peer_auth {
-                headers.push(("Authorization", a.as_bytes()));
-            }
+            let auth = l.cluster.peer_auth.as_deref().map(str::as_bytes);
+            let headers = peer::headers(&l.cluster.node, auth);
             let a = l
                 .peers
                 .request(&url, "POST", b"/api/state/entities/delete", &headers, &body)

@@ -394,7 +394,7 @@ async fn cluster_totals(
         return;
     }
     let (mut entities, mut events, mut nodes) = (t.entities, t.events, 1u64);
-    if let Ok(others) = cluster::ask_others(shard, req, b"/metrics").await {
+    if let Ok(others) = cluster::ask_others(shard, req, "GET", b"/metrics", b"").await {
         for b in others {
             entities += cluster::number_after(&b, b"\nflux_entities ").unwrap_or(0);
             events += cluster::number_after(&b, b"\nflux_events_total ").unwrap_or(0);

@@ -155,7 +155,7 @@ pub async fn get(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>, body: &mut
         return super::unavailable(out);
     };
     // Cluster mode: every node counts the groups it serves.
-    match super::cluster::ask_others(shard, req, req.path).await {
+    match super::cluster::ask_others(shard, req, "GET", req.path, b"").await {
         Ok(bodies) => {
             for b in bodies {
                 count += super::cluster::number_after(&b, b"\"entityCount\":").unwrap_or(0);

@@ -20,6 +20,19 @@ const ANSWER_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Marks a request sent by another node: answered here or refused, never sent on.
 pub const FORWARDED: &str = "X-Flux-Forwarded";
 
+/// The headers of a request to another node: marked forwarded by `node`, with
+/// `authorization` (the client's, or the nodes' shared admin token) if any.
+pub fn headers<'a>(
+    node: &'a str,
+    authorization: Option<&'a [u8]>,
+) -> Vec<(&'static str, &'a [u8])> {
+    let mut h = vec![(FORWARDED, node.as_bytes())];
+    if let Some(a) = authorization {
+        h.push(("Authorization", a));
+    }
+    h
+}
+
 #[derive(Default)]
 pub struct Pool {
     idle: RefCell<HashMap<String, Vec<TcpStream>>>,

@@ -194,11 +194,8 @@ async fn write_part(
                 if batch.client_ids {
                     target.push_str("&ids=client");
                 }
-                let mut headers: Vec<(&str, &[u8])> =
-                    vec![(super::peer::FORWARDED, cluster.node.as_bytes())];
-                if let Some(a) = &cluster.peer_auth {
-                    headers.push(("Authorization", a.as_bytes()));
-                }
+                let auth = cluster.peer_auth.as_deref().map(str::as_bytes);
+                let headers = super::peer::headers(&cluster.node, auth);
                 let peers = &local(shard).expect("cluster mode").peers;
                 match peers
                     .request(&url, "POST", target.as_bytes(), &headers, &batch.buf)
