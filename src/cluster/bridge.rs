@@ -995,14 +995,19 @@ async fn lease_round(
                 l.held.insert(g, (new, started));
             }
             Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                // Our own earlier renewal whose answer was lost, or another node's take.
-                let seen = views
-                    .owners
-                    .lock()
-                    .expect("view")
-                    .entries
-                    .get(&format!("g{g}"))
-                    .map(|s| (s.revision, s.value.clone()));
+                // Our own earlier renewal whose answer was lost, or another node's take:
+                // the key itself says (the watch may not have shown our write yet).
+                let key = format!("g{g}");
+                let seen = match tokio::time::timeout(tick, nats.owners.entry(&key)).await {
+                    Ok(Ok(e)) => e.map(|e| (e.revision, Some(e.value))),
+                    _ => views
+                        .owners
+                        .lock()
+                        .expect("view")
+                        .entries
+                        .get(&key)
+                        .map(|s| (s.revision, s.value.clone())),
+                };
                 match seen {
                     Some((r, Some(v))) if v == mine_value && r > rev => {
                         l.held.insert(g, (r, l.held[&g].1));

@@ -230,15 +230,25 @@ pub async fn apply_part(
                 parts.push(q.pop_front().expect("front"));
             }
         }
+        // One part alone goes as it is; several are joined into one message.
         let mut all = EventBatch::default();
-        for p in &parts {
-            all.buf.extend_from_slice(&p.batch.buf);
-            all.count += p.batch.count;
-            all.props += p.batch.props;
+        let mut waiting = Vec::with_capacity(parts.len());
+        if parts.len() == 1 {
+            let p = parts.pop().expect("one");
+            all = p.batch;
+            waiting.push(p.done);
+        } else {
+            all.buf.reserve(bytes);
+            for p in parts {
+                all.buf.extend_from_slice(&p.batch.buf);
+                all.count += p.batch.count;
+                all.props += p.batch.props;
+                waiting.push(p.done);
+            }
         }
         let r = commit(shard, &cluster, &group, all, None).await;
-        for p in parts {
-            let _ = p.done.send(r.clone());
+        for done in waiting {
+            let _ = done.send(r.clone());
         }
     }
 }
@@ -292,7 +302,10 @@ async fn commit(
                 // again until every message before ours is applied.
                 let mut tries = 0;
                 while ack.seq != group.applied() + 1 {
-                    if tries == CATCH_UP_TRIES || group.state() != State::Serving {
+                    if group.state() != State::Serving {
+                        return Ok(()); // committed; see `apply_here`
+                    }
+                    if tries == CATCH_UP_TRIES {
                         give_up(shard, cluster, group, "its stream could not be read").await;
                         return Err(WriteError::Unavailable(format!(
                             "the write is in the replicated log (sequence {}), but this node \
@@ -357,6 +370,13 @@ fn apply_here(
     seq: u64,
     txn: Option<u64>,
 ) -> Result<(), WriteError> {
+    if group.state() != State::Serving {
+        // Given up while the append was in flight. The stream has it (committed), and
+        // whoever serves the group next applies it: its claim follows it in the stream.
+        // Applying it here could put an old value over newer ones if this node has
+        // taken the group again meanwhile (a new `Group` on the same store).
+        return Ok(());
+    }
     if let Err(e) = shard.apply_stamped(batch) {
         // The stream holds it: it is committed, but this node's state is not whole
         // any more; another node rebuilds the group from the stream.
