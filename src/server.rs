@@ -190,14 +190,31 @@ fn check_data_layout(dir: &std::path::Path, count: usize) -> Result<(), StartErr
 /// the connections; a probe bound without it (std sets only SO_REUSEADDR, so
 /// TIME_WAIT leftovers of an earlier run do not count) fails with EADDRINUSE while
 /// any listener holds the address. The probe is closed before the shards bind.
+///
+/// A server that was just killed still holds its listeners for a moment after its
+/// process is gone (io_uring closes the files of a ring's pending requests in the
+/// background), so a taken address is tried again for up to `ADDRESS_WAIT`. (The
+/// connections it leaves closing do not count: the listeners set SO_REUSEADDR, which
+/// they pass on to accepted sockets; see vendor/glommio/VENDORED.md.)
 fn check_address_free(addr: std::net::SocketAddr) -> Result<(), StartError> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_probe) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(StartError(format!(
-            "the address {addr} is already in use by another process (another flux server?); \
-             stop it or choose another FLUX_LISTEN / PORT"
-        ))),
-        Err(e) => Err(StartError(format!("cannot bind {addr}: {e}"))),
+    const ADDRESS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    // Bound: ADDRESS_WAIT.
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_probe) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if started.elapsed() < ADDRESS_WAIT {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
+                }
+                return Err(StartError(format!(
+                    "the address {addr} is already in use by another process (another flux \
+                     server?); stop it or choose another FLUX_LISTEN / PORT"
+                )));
+            }
+            Err(e) => return Err(StartError(format!("cannot bind {addr}: {e}"))),
+        }
     }
 }
 

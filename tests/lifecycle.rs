@@ -197,6 +197,32 @@ fn invalid_configuration_is_refused_at_start() {
     }
 }
 
+/// A server killed while connections are open starts again on its port at once. The
+/// killed server's ends of those connections wait in FIN_WAIT2 (the clients have not
+/// closed theirs) for up to a minute; they are not "another server on the port".
+#[test]
+fn a_killed_server_starts_again_on_its_port_at_once() {
+    let mut srv = Server::start();
+    let mut open: Vec<Conn> = (0..4)
+        .map(|_| {
+            let mut c = srv.connect();
+            c.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.read_response().status, 200);
+            c
+        })
+        .collect();
+    srv.kill9();
+    srv.respawn_on_same_port();
+    assert!(
+        srv.ready_within(Duration::from_secs(10)),
+        "exit {:?}; log:\n{}",
+        srv.try_exit(),
+        srv.log()
+    );
+    srv.assert_healthy();
+    open.clear();
+}
+
 #[test]
 fn a_taken_port_is_reported() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

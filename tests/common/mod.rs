@@ -259,6 +259,18 @@ impl Server {
         self.launch();
     }
 
+    /// Starts a new process on the same data directory and the same port, with the
+    /// overrides of the last start, without waiting for it; the previous process must
+    /// have exited.
+    pub fn respawn_on_same_port(&mut self) {
+        assert!(
+            self.try_exit().is_some(),
+            "restart while the previous process runs"
+        );
+        self.child = None;
+        self.launch();
+    }
+
     /// [`Server::respawn_with`], then waits up to `timeout` until it serves; panics with
     /// its log if it exits or does not become ready. One retry when it neither exits
     /// nor becomes ready (see `RESTART_TIMEOUT`).

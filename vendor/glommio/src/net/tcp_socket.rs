@@ -125,6 +125,11 @@ impl TcpListener {
         let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
         let addr = socket2::SockAddr::from(addr);
         sk.set_reuse_port(true)?;
+        // Flux patch: also SO_REUSEADDR, which accepted sockets inherit. Without it
+        // the connections a killed server leaves in FIN_WAIT keep a new listener
+        // without SO_REUSEPORT (Flux's start-up probe for another server on the
+        // port) from binding for up to tcp_fin_timeout.
+        sk.set_reuse_address(true)?;
         sk.bind(&addr)?;
         sk.listen(1024)?;
         let listener = sk.into();
