@@ -363,9 +363,14 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                 }
                 shard.publish_room();
                 if let Some(rx) = inbox {
-                    // Cluster mode: the streams are the record; each group this node
-                    // takes is rebuilt from its stream (`cluster::owner::acquire`).
-                    shard.store.borrow_mut().remove_where(|_| true);
+                    // Cluster mode: the streams are the record. The groups this log
+                    // rebuilt wait out of the store until this node takes them again
+                    // (`cluster::chain`); each group it takes continues from there,
+                    // or from a group snapshot, with its stream
+                    // (`cluster::owner::acquire`).
+                    crate::cluster::chain::park(&shard);
+                    shard.cut_note.set(Some(crate::cluster::chain::cut_note));
+                    glommio::spawn_local(crate::cluster::chain::sweep(shard.clone())).detach();
                     glommio::spawn_local(crate::cluster::owner::inbox(shard.clone(), rx)).detach();
                     glommio::spawn_local(crate::cluster::owner::snapshots(shard.clone())).detach();
                 }

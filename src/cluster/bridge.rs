@@ -102,6 +102,8 @@ pub enum Cmd {
     /// The group's snapshot, if one is stored.
     GetSnapshot {
         group: u16,
+        /// Only a snapshot beyond this stream sequence is wanted.
+        have: u64,
         reply: oneshot::Sender<Result<Option<FoundSnapshot>, String>>,
     },
     /// The first sequence `FLUX_TXN` still holds (older intents are gone).
@@ -241,6 +243,9 @@ pub fn start(
                     }
                 };
                 cluster.set_max_payload(nats.client.server_info().max_payload);
+                for (g, st) in nats.streams.iter().enumerate() {
+                    cluster.set_stream_created(g as u16, stream_created(st));
+                }
                 let _ = ready_tx.send(Ok(()));
                 run(nats, cluster, auth, lease, shards, rx).await;
             });
@@ -563,10 +568,10 @@ async fn run(
                     let _ = reply.send(r);
                 });
             }
-            Cmd::GetSnapshot { group, reply } => {
+            Cmd::GetSnapshot { group, have, reply } => {
                 let (nats, cluster) = (nats.clone(), cluster.clone());
                 tokio::spawn(async move {
-                    let read = read_snapshot(&nats, &cluster, group);
+                    let read = read_snapshot(&nats, &cluster, group, have);
                     let r = tokio::time::timeout(SNAPSHOT_READ, read)
                         .await
                         .unwrap_or_else(|_| Err("timed out".into()));
@@ -609,6 +614,12 @@ fn local_snapshot(nats: &Nats, cluster: &Cluster, g: u16) -> std::path::PathBuf 
     cluster.snapshot_dir.join(format!("g{g}-{created}.snap"))
 }
 
+/// A stream's creation time in ns: tells a stream made anew from the one a node's
+/// files were made from (`Cluster::stream_created`).
+fn stream_created(s: &stream::Stream) -> u64 {
+    s.cached_info().created.unix_timestamp_nanos() as u64
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new file whole.
 fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -626,11 +637,13 @@ fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 /// the last owner that ran here, so a restart reads no snapshot over the network) or
 /// the one in JetStream, whichever reflects the later stream sequence. A copy beyond
 /// the stream's end (the streams were made anew) is not used. `load` checks the
-/// chosen one whole; a damaged one means a replay of the whole stream.
+/// chosen one whole; a damaged one means a replay of the whole stream. Only a
+/// snapshot beyond stream sequence `have` (what the node's own log rebuilt) is read.
 async fn read_snapshot(
     nats: &Nats,
     cluster: &Cluster,
     g: u16,
+    have: u64,
 ) -> Result<Option<FoundSnapshot>, String> {
     use jetstream::object_store::InfoErrorKind;
     let path = local_snapshot(nats, cluster, g);
@@ -638,7 +651,8 @@ async fn read_snapshot(
         .await
         .ok()
         .flatten()
-        .and_then(|b| super::snapshot::seq_of(&b).map(|seq| (seq, b)));
+        .and_then(|b| super::snapshot::seq_of(&b).map(|seq| (seq, b)))
+        .filter(|(seq, _)| *seq > have);
     let info = match nats.snapshots.info(format!("g{g}")).await {
         Ok(i) if i.deleted => None,
         Ok(i) => Some(i),
@@ -652,6 +666,7 @@ async fn read_snapshot(
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(u64::MAX) // older objects without it: read it
     });
+    let info = info.filter(|_| remote_seq.is_some_and(|r| r > have));
     if let Some((seq, bytes)) = local {
         let last = nats.streams[g as usize]
             .clone()

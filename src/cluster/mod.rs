@@ -27,6 +27,7 @@
 //!   owner: its next append finds another last sequence) and serves.
 
 pub mod bridge;
+pub mod chain;
 pub mod owner;
 pub mod peer;
 pub mod snapshot;
@@ -97,6 +98,9 @@ pub struct Cluster {
     /// headers; learned at connect (0 until then: no limit checked).
     max_message: std::sync::atomic::AtomicUsize,
     bridge: std::sync::OnceLock<bridge::Handle>,
+    /// Each group stream's creation time (ns), set once connected: a node's own
+    /// state of a group is only used on the stream it was made from (`chain`).
+    stream_created: Vec<AtomicU64>,
 }
 
 impl Cluster {
@@ -117,6 +121,7 @@ impl Cluster {
             acquired: AtomicU64::new(0),
             max_message: std::sync::atomic::AtomicUsize::new(0),
             bridge: std::sync::OnceLock::new(),
+            stream_created: (0..groups).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -146,6 +151,15 @@ impl Cluster {
              servers take in one message ({max} bytes with headers; their max_payload): \
              send smaller batches, or raise max_payload in the nats-server configuration"
         )))
+    }
+
+    pub(crate) fn set_stream_created(&self, g: u16, ns: u64) {
+        self.stream_created[g as usize].store(ns, Ordering::Release);
+    }
+
+    /// When group `g`'s stream was created (ns; 0 until connected).
+    pub fn stream_created(&self, g: u16) -> u64 {
+        self.stream_created[g as usize].load(Ordering::Acquire)
     }
 
     pub fn set_bridge(&self, h: bridge::Handle) {
@@ -212,6 +226,9 @@ pub struct Local {
     pub cluster: Arc<Cluster>,
     /// The groups this shard holds, by group.
     pub(crate) groups: RefCell<HashMap<u16, Rc<owner::Group>>>,
+    /// Groups this shard's log rebuilt at start-up, kept out of the store until this
+    /// node takes them again (or another node does: then dropped); see `chain`.
+    pub(crate) parked: RefCell<HashMap<u16, chain::Parked>>,
     pub(crate) peers: peer::Pool,
 }
 
@@ -220,6 +237,7 @@ impl Local {
         Local {
             cluster,
             groups: RefCell::new(HashMap::new()),
+            parked: RefCell::new(HashMap::new()),
             peers: peer::Pool::default(),
         }
     }

@@ -70,6 +70,11 @@ impl Group {
     pub fn applied(&self) -> u64 {
         self.applied.get()
     }
+
+    /// The intents whose part for this group its state holds.
+    pub fn txns_held(&self) -> HashSet<u64> {
+        self.txns.borrow().clone()
+    }
 }
 
 /// Why a part was not applied by its owner.
@@ -377,7 +382,7 @@ fn apply_here(
         // taken the group again meanwhile (a new `Group` on the same store).
         return Ok(());
     }
-    if let Err(e) = shard.apply_stamped(batch) {
+    if let Err(e) = shard.apply_streamed(batch, group.id, seq, txn.unwrap_or(0)) {
         // The stream holds it: it is committed, but this node's state is not whole
         // any more; another node rebuilds the group from the stream.
         let msg = format!(
@@ -458,7 +463,7 @@ async fn catch_up(shard: &Shard, group: &Group, upto: u64) -> Result<bool, Strin
                         ));
                     };
                     shard
-                        .apply_stamped(&batch)
+                        .apply_streamed(&batch, group.id, seq, txn.unwrap_or(0))
                         .map_err(|e| crate::shard::describe(&e))?;
                 }
                 if let Some(t) = txn {
@@ -490,8 +495,10 @@ async fn give_up(shard: &Shard, cluster: &Cluster, group: &Group, why: &str) {
 /// Stops serving group `g` here and drops its entities.
 pub fn release(shard: &Shard, g: u16) {
     let Some(l) = local(shard) else { return };
-    if let Some(gr) = l.groups.borrow_mut().remove(&g) {
+    let held = l.groups.borrow_mut().remove(&g);
+    if let Some(gr) = held {
         gr.state.set(State::Gone);
+        super::chain::note_drop(shard, g);
     }
     l.cluster.set_serving(g, false);
     let groups = l.cluster.groups;
@@ -517,7 +524,37 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
     l.groups.borrow_mut().insert(g, group.clone());
     let started = std::time::Instant::now();
     let _turn = group.lock.acquire_permit(1).await;
-    load_snapshot(&shard, &cluster, &group).await;
+    // What this node's own log rebuilt of the group at start-up, if it is of this
+    // stream (not one deleted and made anew).
+    let parked = super::chain::unpark(&shard, g);
+    let created = cluster.stream_created(g);
+    let usable = parked.as_ref().is_some_and(|p| p.chain.created == created);
+    let have = if usable {
+        parked.as_ref().map_or(0, |p| p.chain.seq)
+    } else {
+        0
+    };
+    if parked.is_some() && !usable {
+        super::chain::note_drop(&shard, g);
+    }
+    let loaded = load_snapshot(&shard, &cluster, &group, have).await;
+    match parked {
+        Some(p) if usable && !loaded => {
+            let n = p.store.len();
+            shard.store.borrow_mut().absorb(p.store);
+            group.applied.set(p.chain.seq);
+            group.txns.borrow_mut().extend(p.chain.txns);
+            // A shard snapshot's cut may have listed the group while it was empty
+            // here: it is rebuildable from the log again after the next one.
+            super::chain::note_load(&shard, g);
+            eprintln!(
+                "flux: cluster: group {g} restored from this node's log: {n} entities, stream at {}",
+                p.chain.seq
+            );
+        }
+        Some(_) if usable => super::chain::note_drop(&shard, g),
+        _ => {}
+    }
     // Bound: each turn either serves, stops (released meanwhile), or waits 500 ms;
     // the lease loop releases the group if it cannot be renewed.
     loop {
@@ -564,20 +601,22 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
 }
 
 /// Loads the group's snapshot (this node's copy or JetStream's, see
-/// `bridge::read_snapshot`), if there is a valid one (else the whole stream is
-/// replayed).
-async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) {
+/// `bridge::read_snapshot`) if there is a valid one beyond stream sequence `have`;
+/// returns whether it did (else the caller has the state at `have`, or the whole
+/// stream is replayed).
+async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group, have: u64) -> bool {
     let (tx, rx) = oneshot::channel();
     if cluster
         .bridge()
         .send(Cmd::GetSnapshot {
             group: group.id,
+            have,
             reply: tx,
         })
         .await
         .is_err()
     {
-        return;
+        return false;
     }
     match rx.await {
         Ok(Ok(Some((bytes, from)))) => {
@@ -590,6 +629,7 @@ async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) {
             );
             match loaded {
                 Ok(l) => {
+                    super::chain::note_load(shard, group.id);
                     group.applied.set(l.seq);
                     group.snap_seq.set(l.seq);
                     group.txns.borrow_mut().extend(l.txns);
@@ -601,19 +641,27 @@ async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) {
                         bytes.len(),
                         started.elapsed().as_millis()
                     );
+                    true
                 }
-                Err(e) => eprintln!(
-                    "flux: cluster: group {}: {e}; replaying its whole stream",
-                    group.id
-                ),
+                Err(e) => {
+                    eprintln!(
+                        "flux: cluster: group {}: {e}; replaying its stream after {have}",
+                        group.id
+                    );
+                    false
+                }
             }
         }
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => eprintln!(
-            "flux: cluster: group {}: reading its snapshot failed ({e}); replaying its whole stream",
-            group.id
-        ),
-        Err(_) => {}
+        Ok(Ok(None)) => false,
+        Ok(Err(e)) => {
+            eprintln!(
+                "flux: cluster: group {}: reading its snapshot failed ({e}); replaying its \
+                 stream after {have}",
+                group.id
+            );
+            false
+        }
+        Err(_) => false,
     }
 }
 

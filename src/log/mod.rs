@@ -43,6 +43,16 @@ pub const FRAME_INTENT: u8 = 7;
 pub const FRAME_PART: u8 = 8;
 /// The coordinator saw every part of `[txn u64]` applied.
 pub const FRAME_DONE: u8 = 4;
+/// One message of an ordered stream outside this log (cluster mode: a group's
+/// JetStream message): `[key u16][seq u64][txn u64]` (see [`STREAM_HEAD_BYTES`]), then
+/// its section. Recovery applies it like [`FRAME_EVENTS`] and reports where it came
+/// from, so the layer above knows which stream position the state reflects.
+pub const FRAME_STREAM: u8 = 9;
+/// Bytes before a [`FRAME_STREAM`] frame's section.
+pub const STREAM_HEAD_BYTES: usize = 2 + 8 + 8;
+/// A note of the layers above, opaque to the log and the shard: recovery hands each
+/// back in log order (cluster mode: `cluster::chain`).
+pub const FRAME_NOTE: u8 = 10;
 /// [`FRAME_EVENTS`] of segment format 1: fixed-layout records (`event.rs`).
 pub const FRAME_EVENTS_V1: u8 = 1;
 /// [`FRAME_INTENT`] of segment format 1.

@@ -30,7 +30,10 @@ use crate::event::{EventBatch, Record};
 use crate::ids::EventIdGen;
 use crate::ingest::decode::Decoder;
 use crate::log::durable::Durability;
-use crate::log::{txn as txnlog, AppendError, ShardLog, FRAME_EVENTS, FRAME_INTENT, FRAME_PART};
+use crate::log::{
+    txn as txnlog, AppendError, ShardLog, FRAME_EVENTS, FRAME_INTENT, FRAME_NOTE, FRAME_PART,
+    FRAME_STREAM, STREAM_HEAD_BYTES,
+};
 use crate::state::{write_entity_json, Page, PageQuery, Store};
 use crate::time;
 use mesh::{Mesh, Request, Unavailable};
@@ -189,6 +192,9 @@ pub struct Applied {
     pub logged: bool,
 }
 
+/// See `Shard::cut_note`.
+pub type CutNote = fn(&Shard) -> Option<Vec<u8>>;
+
 /// Everything one shard owns. Lives in an `Rc` on its executor; never crosses threads.
 pub struct Shard {
     pub id: ShardId,
@@ -234,6 +240,17 @@ pub struct Shard {
     /// Called with the encoded records just applied, in log order, before their frame
     /// is appended (the WebSocket fan-out and the event counters).
     on_applied: fn(&Shard, &[u8]),
+    /// What recovery replayed besides records: stream positions and notes
+    /// (`FRAME_STREAM`, `FRAME_NOTE`) from the replay point on, in log order; taken
+    /// once by the layer above that wrote them (cluster mode).
+    pub traces: RefCell<Vec<recovery::Trace>>,
+    /// A note the snapshotter appends at each snapshot's cut (before its replay
+    /// point), so that recovery meets it first: the layer above's state that the
+    /// snapshot's store reflects (cluster mode: `cluster::chain::cut_note`).
+    pub cut_note: Cell<Option<CutNote>>,
+    /// Asks the snapshotter for a snapshot soon (the layer above changed state the
+    /// log alone cannot rebuild; cluster mode: a group loaded from a snapshot).
+    pub snapshot_wanted: Cell<bool>,
 }
 
 /// The frame a shard's records go into, and what it carries besides them.
@@ -242,6 +259,9 @@ pub enum FrameShape<'a> {
     Events,
     /// `FRAME_PART`: `[txn u64]`, then the records.
     Part { txn: u64 },
+    /// `FRAME_STREAM`: `[key u16][seq u64][txn u64]`, then the records: message `seq`
+    /// of the outside stream `key` (0: no txn).
+    Stream { key: u16, seq: u64, txn: u64 },
     /// `FRAME_INTENT` (`log::txn`): the coordinator's part first, then every other
     /// shard's, each encoded as its own section (their links are not known here: 0).
     Intent {
@@ -259,6 +279,7 @@ impl FrameShape<'_> {
         match self {
             FrameShape::Events => own,
             FrameShape::Part { .. } => txnlog::TXN_BYTES + own,
+            FrameShape::Stream { .. } => STREAM_HEAD_BYTES + own,
             FrameShape::Intent { others, .. } => {
                 txnlog::INTENT_HEAD_BYTES
                     + txnlog::INTENT_PART_HEAD_BYTES
@@ -278,6 +299,12 @@ impl FrameShape<'_> {
             FrameShape::Part { txn } => {
                 out.extend_from_slice(&txn.to_le_bytes());
                 FRAME_PART
+            }
+            FrameShape::Stream { key, seq, txn } => {
+                out.extend_from_slice(&key.to_le_bytes());
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&txn.to_le_bytes());
+                FRAME_STREAM
             }
             FrameShape::Intent { txn, me, others } => {
                 txnlog::begin_intent(*txn, others.len() + 1, out);
@@ -473,6 +500,9 @@ impl Shard {
             me: me.clone(),
             services,
             on_applied,
+            traces: RefCell::new(Vec::new()),
+            cut_note: Cell::new(None),
+            snapshot_wanted: Cell::new(false),
         })
     }
 
@@ -521,10 +551,32 @@ impl Shard {
         }
     }
 
-    /// Logs and applies records whose ingest time is already stamped (a cluster
-    /// group's part, applied as its stream holds it): one `FRAME_EVENTS` frame.
-    pub fn apply_stamped(&self, batch: &EventBatch) -> Result<u64, ApplyError> {
-        self.log_and_apply(FrameShape::Events, batch)
+    /// Logs and applies records whose ingest time is already stamped: message `seq`
+    /// of the outside stream `key` (a cluster group's part, applied as its stream
+    /// holds it; `txn` 0 for none), one `FRAME_STREAM` frame. Recovery reports the
+    /// stream position with the records (`Recovered::traces`).
+    pub fn apply_streamed(
+        &self,
+        batch: &EventBatch,
+        key: u16,
+        seq: u64,
+        txn: u64,
+    ) -> Result<u64, ApplyError> {
+        self.log_and_apply(FrameShape::Stream { key, seq, txn }, batch)
+    }
+
+    /// Appends a note of the layers above (`FRAME_NOTE`, opaque here), which recovery
+    /// hands back in log order. Returns the note's LSN.
+    pub fn append_note(&self, payload: &[u8]) -> Result<u64, ApplyError> {
+        let mut guard = self.log.borrow_mut();
+        let log = guard.as_mut().ok_or(ApplyError::Unavailable)?;
+        let lsn = log.reserve(payload.len())?;
+        log.append(FRAME_NOTE, payload);
+        let room = log.capacity();
+        drop(guard);
+        self.shared.log_room[self.id.index()].store(room, Ordering::Release);
+        self.note_rolls();
+        Ok(lsn)
     }
 
     /// Logs a cross-shard batch's intent (every part; ours first) and applies our own

@@ -19,10 +19,20 @@ use crate::log::scan::{self, RecoveryMode};
 use crate::log::snapshot::{self, LoadError, SnapshotMeta};
 use crate::log::txn::{self, PartRecords, TxnScan, TXN_BYTES};
 use crate::log::{
-    ShardLog, FRAME_DONE, FRAME_EVENTS, FRAME_EVENTS_V1, FRAME_INTENT, FRAME_INTENT_V1, FRAME_PART,
-    FRAME_PART_V1,
+    ShardLog, FRAME_DONE, FRAME_EVENTS, FRAME_EVENTS_V1, FRAME_INTENT, FRAME_INTENT_V1, FRAME_NOTE,
+    FRAME_PART, FRAME_PART_V1, FRAME_STREAM, STREAM_HEAD_BYTES,
 };
 use crate::state::Store;
+
+/// What a replay met besides records, in log order (`Shard::traces`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trace {
+    /// A `FRAME_STREAM` frame: its records were message `seq` of stream `key` (with
+    /// `txn`, 0 for none), and are applied.
+    Stream { key: u16, seq: u64, txn: u64 },
+    /// A `FRAME_NOTE` frame's payload.
+    Note(Vec<u8>),
+}
 
 /// How many records between two updates of the shared progress counter.
 const PROGRESS_EVERY_RECORDS: u64 = 65_536;
@@ -248,6 +258,7 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
                 replayed: Vec::new(),
             };
             let mut dropped = 0u64;
+            let mut traces = Vec::new();
             let opened = ShardLog::open(
                 &dir,
                 ident,
@@ -268,6 +279,22 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
                                 }
                             }
                         }
+                        FRAME_STREAM if payload.len() >= STREAM_HEAD_BYTES => {
+                            let (head, section) = payload.split_at(STREAM_HEAD_BYTES);
+                            let u64_at = |i: usize| {
+                                u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"))
+                            };
+                            traces.push(Trace::Stream {
+                                key: u16::from_le_bytes([head[0], head[1]]),
+                                seq: u64_at(2),
+                                txn: u64_at(10),
+                            });
+                            replay.part(section, base + STREAM_HEAD_BYTES as u64, false);
+                        }
+                        FRAME_STREAM => {
+                            replay.bad_record.get_or_insert(base);
+                        }
+                        FRAME_NOTE => traces.push(Trace::Note(payload.to_vec())),
                         FRAME_PART | FRAME_PART_V1 if payload.len() >= TXN_BYTES => {
                             let t = u64::from_le_bytes(
                                 payload[..TXN_BYTES].try_into().expect("8 bytes"),
@@ -344,10 +371,11 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
                 dropped,
                 redone,
                 max_own_seq,
+                traces,
             ))
         })
         .await;
-    let (store, log, report, records, dropped, redone, max_own_seq) =
+    let (store, log, report, records, dropped, redone, max_own_seq, traces) =
         outcome.map_err(|e: String| format!("shard {}: recovery failed: {e}", id.0))?;
     if let Some(cut) = &report.torn_tail {
         eprintln!("flux: shard {}: cut a torn log tail: {cut}", id.0);
@@ -377,6 +405,7 @@ pub async fn recover(shard: &Rc<Shard>) -> Result<(), String> {
     *shard.store.borrow_mut() = store;
     *shard.log.borrow_mut() = Some(log);
     shard.txn_seq.set(max_own_seq);
+    *shard.traces.borrow_mut() = traces;
     eprintln!(
         "flux: shard {}: recovered {records} records, {entities} entities in {} ms",
         id.0,

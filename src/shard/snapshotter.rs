@@ -13,6 +13,9 @@ use super::Shard;
 use crate::log::snapshot::{self, SnapshotMeta, Writer};
 use crate::log::{delete_segments, ShardLog};
 
+/// The least time between two snapshots asked for with `Shard::snapshot_wanted`.
+const WANTED_GAP: Duration = Duration::from_secs(10);
+
 /// Entities encoded per turn of the event loop.
 const CHUNK_ENTITIES: usize = 4096;
 
@@ -20,6 +23,9 @@ const CHUNK_ENTITIES: usize = 4096;
 pub struct SnapshotStats {
     pub entities: u64,
     pub replay_from_lsn: u64,
+    /// The write position just after the snapshot's cut (and its note): the log
+    /// grown past it is what the next snapshot would cover.
+    pub cut_lsn: u64,
     pub bytes: u64,
     pub segments_deleted: usize,
     pub took: Duration,
@@ -58,7 +64,20 @@ fn replay_point(shard: &Shard, quiescent: bool) -> (u64, u64) {
 pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStats> {
     let started = Instant::now();
     let dir = shard.config.data_dir.join(format!("shard-{}", shard.id.0));
+    // The layer above's note of what the store reflects now, first in the replay.
+    let note = shard.cut_note.get().and_then(|f| f(shard));
+    let note_lsn = match note {
+        Some(n) => Some(shard.append_note(&n).map_err(|e| {
+            io::Error::other(format!(
+                "cannot log the snapshot's note: {}",
+                super::describe(&e)
+            ))
+        })?),
+        None => None,
+    };
+    let cut_lsn = shard.log.borrow().as_ref().map_or(0, ShardLog::write_lsn);
     let (from, txn_hw) = replay_point(shard, quiescent);
+    let from = note_lsn.map_or(from, |n| from.min(n));
     // The log before the replay point must be durable before a snapshot replaces it.
     shard.sync_now().await?;
     let meta = SnapshotMeta {
@@ -115,6 +134,7 @@ pub async fn take(shard: &Rc<Shard>, quiescent: bool) -> io::Result<SnapshotStat
     Ok(SnapshotStats {
         entities,
         replay_from_lsn: from,
+        cut_lsn,
         bytes: bytes + 4,
         segments_deleted,
         took: started.elapsed(),
@@ -167,14 +187,16 @@ pub async fn run(shard: Rc<Shard>) {
         let lsn = shard.log.borrow().as_ref().map_or(0, ShardLog::write_lsn);
         let grown = lsn.saturating_sub(last_lsn);
         let due = (grown > 0 && last_at.elapsed() >= interval)
-            || grown >= shard.config.snapshot_log_bytes;
+            || grown >= shard.config.snapshot_log_bytes
+            || (shard.snapshot_wanted.get() && last_at.elapsed() >= WANTED_GAP);
         if !due || shard.shutting_down() {
             continue;
         }
+        shard.snapshot_wanted.set(false);
         match take(&shard, false).await {
             Ok(st) => {
                 last_at = Instant::now();
-                last_lsn = lsn;
+                last_lsn = st.cut_lsn.max(lsn);
                 eprintln!(
                     "flux: shard {}: snapshot of {} entities ({} bytes) in {} ms, replay from LSN {}, {} segment(s) deleted",
                     shard.id.0,

@@ -160,6 +160,28 @@ impl Store {
         before - self.by_id.len()
     }
 
+    /// Moves every entity whose id `to` maps to `Some(i)` into `into[i]` (others are
+    /// dropped), leaving this store empty: splits a store in one pass.
+    pub fn split_into(&mut self, into: &mut [Store], mut to: impl FnMut(&[u8]) -> Option<usize>) {
+        self.order.clear();
+        for (id, e) in std::mem::take(&mut self.by_id) {
+            if let Some(i) = to(&id) {
+                let target = &mut into[i];
+                target.order.insert(id.clone());
+                target.by_id.insert(id, e);
+            }
+        }
+    }
+
+    /// Moves every entity of `other` into this store (replacing any with the same id).
+    pub fn absorb(&mut self, other: Store) {
+        for (id, e) in other.by_id {
+            if self.by_id.insert(id.clone(), e).is_none() {
+                self.order.insert(id);
+            }
+        }
+    }
+
     pub fn get(&self, id: &[u8]) -> Option<&Entity> {
         self.by_id.get(&Key(id))
     }
