@@ -373,6 +373,8 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
                     glommio::spawn_local(crate::cluster::chain::sweep(shard.clone())).detach();
                     glommio::spawn_local(crate::cluster::owner::inbox(shard.clone(), rx)).detach();
                     glommio::spawn_local(crate::cluster::owner::snapshots(shard.clone())).detach();
+                    glommio::spawn_local(crate::cluster::owner::fanout_ticks(shard.clone()))
+                        .detach();
                 }
                 shard.shared.recovered.fetch_add(1, Ordering::AcqRel);
                 if let SyncMode::Interval { ms } = shard.config.sync {

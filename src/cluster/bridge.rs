@@ -83,7 +83,8 @@ pub enum Cmd {
         from: u64,
         to: mpsc::Sender<Fetched>,
     },
-    /// Shows an applied part to the other nodes' subscribers.
+    /// Shows an applied part to the other nodes' subscribers; without records, a
+    /// tick that only announces the group's sequence (`owner::fanout_ticks`).
     Fanout {
         group: u16,
         seq: u64,
@@ -1139,11 +1140,12 @@ async fn lease_round(
     }
 }
 
-/// Hands what other nodes applied to this node's subscribers.
 /// Hands what other nodes applied to this node's subscribers, in each group's stream
 /// order. The fan-out is core NATS (at most once): a message lost on the way (a NATS
-/// server died, an owner died between its append and its fan-out) shows as a gap in
-/// the group's sequence at the next message, and the gap is read from the stream
+/// server died, an owner died between its append and its fan-out, a full queue)
+/// shows as a gap in the group's sequence at the next message, or at the owner's next
+/// tick (`owner::fanout_ticks`: a message without records announcing the sequence
+/// reached, every second while it moves), and the gap is read from the stream
 /// (direct get) and delivered first. Messages this node fanned out itself (it owned the
 /// group) only move the sequence on: its own subscribers had them when it applied them.
 async fn fanout_in(nats: Arc<Nats>, cluster: Arc<Cluster>, shards: Vec<mpsc::Sender<ShardCmd>>) {
@@ -1183,11 +1185,17 @@ async fn fanout_in(nats: Arc<Nats>, cluster: Arc<Cluster>, shards: Vec<mpsc::Sen
             if from_us {
                 continue;
             }
-            if let Some(l) = seen.filter(|l| seq > l + 1) {
-                fill_gap(&nats.client, g, l + 1, seq - 1, to.clone()).await;
+            // A tick (no records) announces `seq` without carrying it: read it too.
+            let tick = m.payload.is_empty();
+            let last_missing = if tick { seq } else { seq - 1 };
+            if let Some(l) = seen.filter(|l| last_missing > *l) {
+                fill_gap(&nats.client, g, l + 1, last_missing, to.clone()).await;
             }
         } else if from_us {
             continue;
+        }
+        if m.payload.is_empty() {
+            continue; // an owner's tick: it only announced the sequence
         }
         let _ = to
             .clone()

@@ -16,9 +16,9 @@
 //! So the store recovery builds (the shard snapshot, then the log after its cut)
 //! holds, for each group still rebuilt at the end ([`fold`]), exactly that group's
 //! state at that sequence: the snapshot captured its entities as `TABLE` describes
-//! them, and every change since is a frame of the replay. A group loaded from a group
-//! snapshot becomes rebuildable at the next shard snapshot, which is asked for then
-//! (`Shard::snapshot_wanted`).
+//! them, and every change since is a frame of the replay. A group taken here becomes
+//! rebuildable at the next shard snapshot, which is asked for once it serves
+//! (`Shard::snapshot_wanted`; at most one per 10 s).
 //!
 //! After recovery ([`park`]) the rebuilt groups are moved out of the store into
 //! [`Parked`] (the store holds only groups this node serves; listings read it), the

@@ -42,6 +42,9 @@ pub struct Group {
     snap_seq: Cell<u64>,
     /// Parts waiting for the group's turn (group commit, see [`apply_part`]).
     pending: RefCell<std::collections::VecDeque<Pending>>,
+    /// The sequence the last fan-out tick announced, and how many more times it is
+    /// announced (see [`fanout_ticks`]).
+    ticked: Cell<(u64, u8)>,
 }
 
 /// A part waiting for its group's turn, and where its answer goes.
@@ -60,6 +63,7 @@ impl Group {
             txns: RefCell::new(HashSet::new()),
             snap_seq: Cell::new(0),
             pending: RefCell::new(std::collections::VecDeque::new()),
+            ticked: Cell::new((0, 0)),
         }
     }
 
@@ -584,6 +588,10 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
     }
     group.state.set(State::Serving);
     cluster.set_serving(g, true);
+    // The next shard snapshot's note lists the group: from then on this node's log
+    // rebuilds it at a restart (`chain`). Until then a restart reads it from a group
+    // snapshot and the stream.
+    shard.snapshot_wanted.set(true);
     let _ = cluster
         .bridge()
         .send(Cmd::Serving {
@@ -724,6 +732,43 @@ async fn take_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) -> Resul
         group.id
     );
     Ok(())
+}
+
+/// How often an owner announces its groups' sequences to the other nodes.
+const FANOUT_TICK: Duration = Duration::from_secs(1);
+/// How many ticks announce a sequence after the first (a tick is lost like any
+/// fan-out message).
+const TICK_REPEATS: u8 = 3;
+
+/// Announces, every `FANOUT_TICK`, the sequence each group served here has applied
+/// (a fan-out message without records) while it is new, so that the other nodes find
+/// a fan-out message lost at the end of a burst: one that no later message of its
+/// group follows (see `bridge::fanout_in`). A quiet group sends nothing.
+pub async fn fanout_ticks(shard: Rc<Shard>) {
+    let Some(l) = local(&shard) else { return };
+    let cluster = l.cluster.clone();
+    while !shard.shutting_down() {
+        glommio::timer::sleep(FANOUT_TICK).await;
+        let groups: Vec<Rc<Group>> = l.groups.borrow().values().cloned().collect();
+        for group in groups {
+            if group.state() != State::Serving {
+                continue;
+            }
+            let (seq, left) = group.ticked.get();
+            let applied = group.applied();
+            let left = match (applied != seq, left) {
+                (true, _) => TICK_REPEATS,
+                (false, 0) => continue,
+                (false, n) => n - 1,
+            };
+            group.ticked.set((applied, left));
+            let _ = cluster.bridge().try_send(Cmd::Fanout {
+                group: group.id,
+                seq: applied,
+                payload: Bytes::new(),
+            });
+        }
+    }
 }
 
 /// A shard's inbox from the bridge.
