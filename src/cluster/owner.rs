@@ -542,6 +542,13 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
         super::chain::note_drop(&shard, g);
     }
     let loaded = load_snapshot(&shard, &cluster, &group, have).await;
+    if group.state() == State::Gone {
+        // Released while the snapshot was asked for: the parked state goes too.
+        if parked.is_some() && usable {
+            super::chain::note_drop(&shard, g);
+        }
+        return;
+    }
     match parked {
         Some(p) if usable && !loaded => {
             let n = p.store.len();
@@ -626,7 +633,11 @@ async fn load_snapshot(shard: &Shard, cluster: &Cluster, group: &Group, have: u6
     {
         return false;
     }
-    match rx.await {
+    let answer = rx.await;
+    if group.state() == State::Gone {
+        return false; // released meanwhile: nothing is put in the store
+    }
+    match answer {
         Ok(Ok(Some((bytes, from)))) => {
             let started = std::time::Instant::now();
             let loaded = super::snapshot::load(
