@@ -3,9 +3,12 @@
 //!
 //! Each entity is written by one connection, one request after another, and
 //! every write sets the same property keys, so the entity must hold exactly
-//! its last acknowledged write — unless a later write's outcome is unknown
-//! (timeout, reset, 5xx): then that write may or may not have been applied,
-//! and either state is correct.
+//! its last acknowledged write — unless a write's outcome is unknown (timeout,
+//! reset, a 5xx other than 503): that write may or may not have been applied,
+//! and may be applied after later writes too (a server goes on with a request
+//! whose client stopped waiting; a cluster completes a committed batch later),
+//! so holding it is correct, whether it was sent before or after the last
+//! acknowledged one. A 503 (and any 4xx) says "not applied".
 //!
 //! Record file: JSON lines, appended with one `write(2)` per batch of lines
 //! (O_APPEND, so lines from different threads never interleave), each batch
@@ -26,7 +29,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-/// Unknown-outcome writes kept per entity after its last ack; past this the
+/// Unknown-outcome writes kept per entity; past this the
 /// entity is reported as unverifiable rather than growing without bound.
 pub const UNKNOWN_PER_ENTITY_MAX: usize = 64;
 
@@ -53,7 +56,7 @@ impl Outcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntityLog {
     pub acked: Option<WriteRef>,
-    /// Writes after `acked` whose outcome is unknown.
+    /// Writes whose outcome is unknown (before or after `acked`).
     pub unknown: Vec<WriteRef>,
     pub overflow: bool,
 }
@@ -68,10 +71,7 @@ impl Ledger {
     pub fn outcome(&mut self, w: &WriteRef, outcome: Outcome) {
         let log = self.entities.entry(w.entity).or_default();
         match outcome {
-            Outcome::Acked => {
-                log.acked = Some(*w);
-                log.unknown.retain(|u| u.seq > w.seq);
-            }
+            Outcome::Acked => log.acked = Some(*w),
             Outcome::Rejected => {}
             Outcome::Unknown => {
                 if log.unknown.len() < UNKNOWN_PER_ENTITY_MAX {
@@ -173,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn last_ack_wins_and_unknowns_after_it_stay_candidates() {
+    fn last_ack_wins_and_unknowns_stay_candidates() {
         let mut l = Ledger::default();
         l.outcome(&wr(1, 1), Outcome::Acked);
         l.outcome(&wr(1, 2), Outcome::Unknown);
@@ -184,7 +184,8 @@ mod tests {
         l.outcome(&wr(1, 4), Outcome::Acked);
         let log = &l.entities[&1];
         assert_eq!(log.acked, Some(wr(1, 4)));
-        assert!(log.unknown.is_empty());
+        // Write 2 may still be applied after write 4 (its client stopped waiting).
+        assert_eq!(log.unknown, vec![wr(1, 2)]);
         for s in 0..100 {
             l.outcome(&wr(2, s), Outcome::Unknown);
         }

@@ -1,7 +1,6 @@
 //! `--verify` and `--verify-from`: read every written entity back
 //! (`GET /api/state/entities/:id`) and check that it holds its last
-//! acknowledged write (or, if later writes had an unknown outcome, one of
-//! those). Properties the run never wrote are ignored (an entity may have
+//! acknowledged write or one whose outcome is unknown (see `ledger`). Properties the run never wrote are ignored (an entity may have
 //! older ones).
 //!
 //! Off the load path: blocking sockets, one keep-alive connection per
@@ -27,7 +26,7 @@ pub struct Expectation {
     pub id: String,
     /// Properties of the last acknowledged write.
     pub acked: Props,
-    /// Later writes with an unknown outcome: holding one of these is fine too.
+    /// Writes with an unknown outcome: holding one of these is fine too.
     pub candidates: Vec<Props>,
 }
 
@@ -124,8 +123,8 @@ pub fn from_record(path: &Path) -> Result<(Vec<Expectation>, u64), String> {
                 let props = ent.pending.remove(&key).ok_or_else(|| {
                     format!("{}:{}: ack of a write never sent", path.display(), n + 1)
                 })?;
-                // Everything sent before the acknowledged write is superseded.
-                ent.pending = ent.pending.split_off(&key);
+                // Sends before it without an outcome stay candidates: their outcome
+                // is unknown, and they may be applied after this one.
                 ent.acked = Some((key, props));
             }
             "rejected" => {
@@ -409,18 +408,34 @@ mod tests {
                 "\n",
                 r#"{"op":"ack","id":"c","seq":2}"#,
                 "\n",
+                r#"{"op":"send","id":"d","seq":1,"properties":{"p":1}}"#,
+                "\n",
+                r#"{"op":"send","id":"d","seq":2,"properties":{"p":2}}"#,
+                "\n",
+                r#"{"op":"ack","id":"d","seq":2}"#,
+                "\n",
                 r#"{"op":"ack","id":"c","#,
             ),
         )
         .unwrap();
         let (exps, skipped) = from_record(&path).unwrap();
         assert_eq!(skipped, 1, "b was never acknowledged");
-        assert_eq!(exps.len(), 2);
+        assert_eq!(exps.len(), 3);
         assert_eq!(exps[0].id, "a");
         assert_eq!(exps[0].acked["p"], 1);
         assert_eq!(exps[0].candidates.len(), 1, "seq 2 has an unknown outcome");
         assert_eq!(exps[1].acked["p"], 2);
-        assert!(exps[1].candidates.is_empty());
+        assert!(
+            exps[1].candidates.is_empty(),
+            "acknowledged writes are settled"
+        );
+        assert_eq!(exps[2].id, "d");
+        assert_eq!(exps[2].acked["p"], 2);
+        assert_eq!(
+            exps[2].candidates.len(),
+            1,
+            "seq 1's outcome is unknown: it may land after seq 2"
+        );
         std::fs::write(&path, "garbage\n{}\n").unwrap();
         assert!(from_record(&path).is_err());
     }

@@ -23,6 +23,13 @@ mod support;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_flux-loadtest");
 
+/// One cluster at a time: each is 6 processes whose leases and takeovers are timed,
+/// and this machine has 2 cores (`cargo test` runs a binary's tests in parallel).
+fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -351,6 +358,7 @@ fn listed_ids(port: u16, path: &str) -> Vec<String> {
 
 #[test]
 fn three_nodes_on_three_nats_servers() {
+    let _serial = one_cluster_at_a_time();
     let nats = nats_server();
     // The failpoint acts only while a node's data directory has `.fanout-drop`.
     let c = Cluster::up(
@@ -889,6 +897,7 @@ unsafe fn libc_kill(pid: i32, sig: i32) {
 /// node; tokens are checked wherever a request lands and where it is forwarded.
 #[test]
 fn auth_mode_across_nodes() {
+    let _serial = one_cluster_at_a_time();
     let admin = "cluster-test-admin-token-0123456789abcdef";
     let nats = nats_server();
     let c = Cluster::up(
@@ -1022,6 +1031,7 @@ fn auth_mode_across_nodes() {
 /// outlasts the restart, so the node takes its own groups back.
 #[test]
 fn a_restarted_node_restores_its_groups_from_its_own_log() {
+    let _serial = one_cluster_at_a_time();
     let nats = nats_server();
     let mut c = Cluster::up(
         tempfile::tempdir().unwrap(),

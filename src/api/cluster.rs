@@ -157,6 +157,7 @@ pub async fn internal_part(shard: &Shard, req: &Request<'_>, out: &mut Vec<u8>) 
         Ok(()) => respond::json(out, 200, req.persist, b"", b"{}"),
         Err(WriteError::NotOwner) => respond::error(out, 409, req.persist, b"", "not the owner"),
         Err(WriteError::Unavailable(m)) => respond::error(out, 503, req.persist, b"", &m),
+        Err(WriteError::Unknown(m)) => respond::error(out, 504, req.persist, b"", &m),
     }
 }
 

@@ -285,8 +285,9 @@ pub fn apply_failed(out: &mut Vec<u8>, req: &Request<'_>, e: &ApplyError) {
             );
             respond::error(out, 503, req.persist, b"", &msg);
         }
-        ApplyError::Incomplete(msg) => {
-            respond::error(out, 503, req.persist, b"", msg);
+        // Committed or maybe applied: not 503, which tells a client "not applied".
+        ApplyError::Incomplete(msg) | ApplyError::Unknown(msg) => {
+            respond::error(out, 504, req.persist, b"", msg);
         }
         ApplyError::TooLarge(msg) => respond::error(out, 413, req.persist, b"", msg),
     }

@@ -86,8 +86,11 @@ impl Group {
 pub enum WriteError {
     /// This node does not (or no longer) serve the group: ask again where it lives.
     NotOwner,
-    /// Not applied (or unknown, said in the message); 503.
+    /// Not applied; 503.
     Unavailable(String),
+    /// Maybe applied, or committed and applied later (the replicated log did not
+    /// answer in time, or took it but this node could not apply it); 504.
+    Unknown(String),
 }
 
 impl From<WriteError> for ApplyError {
@@ -97,6 +100,7 @@ impl From<WriteError> for ApplyError {
                 "the group of these entities is moving to another node; retry".into(),
             ),
             WriteError::Unavailable(m) => ApplyError::Storage(m),
+            WriteError::Unknown(m) => ApplyError::Unknown(m),
         }
     }
 }
@@ -316,7 +320,7 @@ async fn commit(
                     }
                     if tries == CATCH_UP_TRIES {
                         give_up(shard, cluster, group, "its stream could not be read").await;
-                        return Err(WriteError::Unavailable(format!(
+                        return Err(WriteError::Unknown(format!(
                             "the write is in the replicated log (sequence {}), but this node \
                              could not read the messages before it; the group moves to \
                              another node",
@@ -327,9 +331,10 @@ async fn commit(
                         glommio::timer::sleep(Duration::from_millis(100)).await;
                     }
                     tries += 1;
+                    // Committed (the stream holds it) whatever happens here.
                     catch_up(shard, group, ack.seq - 1)
                         .await
-                        .map_err(WriteError::Unavailable)?;
+                        .map_err(WriteError::Unknown)?;
                 }
                 return apply_here(shard, cluster, group, &batch, payload, ack.seq, txn);
             }
@@ -354,7 +359,7 @@ async fn commit(
                     glommio::timer::sleep(Duration::from_millis(250)).await;
                     continue;
                 }
-                return Err(WriteError::Unavailable(format!(
+                return Err(WriteError::Unknown(format!(
                     "the replicated log did not acknowledge the write within {} s ({e}); it \
                      may or may not be applied: retry with the same eventIds",
                     AMBIGUOUS_RETRY.as_secs()
@@ -396,7 +401,7 @@ fn apply_here(
         );
         group.state.set(State::Gone);
         let _ = cluster.bridge().try_send(Cmd::Fenced { group: group.id });
-        return Err(WriteError::Unavailable(msg));
+        return Err(WriteError::Unknown(msg));
     }
     group.applied.set(seq);
     if let Some(t) = txn {

@@ -117,9 +117,11 @@ async fn write_groups(
                 .await
                 .unwrap_or_else(|_| Err("the NATS bridge dropped the intent".into()))
                 .map_err(|e| {
-                    ApplyError::Storage(format!(
-                        "the batch's intent was not acknowledged ({e}); nothing was applied \
-                         unless it was: retry with the same eventIds"
+                    // It may be stored all the same: then the owners' redo of intents
+                    // applies it.
+                    ApplyError::Unknown(format!(
+                        "the batch's intent was not acknowledged ({e}); it may or may not \
+                         be applied: retry with the same eventIds"
                     ))
                 })?;
             let calls: Vec<_> = groups
@@ -204,16 +206,26 @@ async fn write_part(
                     Ok(a) if a.status == 200 => return Ok(()),
                     Ok(a) if (a.status == 409 || a.status == 503) && started.elapsed() < wait => {}
                     Ok(a) => {
-                        return Err(WriteError::Unavailable(format!(
+                        let why = format!(
                             "node {url} answered {}: {}",
                             a.status,
                             String::from_utf8_lossy(&a.body)
-                        )))
+                        );
+                        return Err(if a.status == 504 {
+                            WriteError::Unknown(why)
+                        } else {
+                            WriteError::Unavailable(why)
+                        });
                     }
                     Err(e) if started.elapsed() < wait => {
                         eprintln!("flux: cluster: {e}; retrying");
                     }
-                    Err(e) => return Err(WriteError::Unavailable(e)),
+                    // The request may have reached the owner before its answer was lost.
+                    Err(e) => {
+                        return Err(WriteError::Unknown(format!(
+                            "{e}; the part may or may not be applied"
+                        )))
+                    }
                 }
             }
             Route::Nobody if started.elapsed() < wait => {}

@@ -30,6 +30,7 @@ fn status_line(status: u16) -> &'static [u8] {
         431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
         501 => b"HTTP/1.1 501 Not Implemented\r\n",
         503 => b"HTTP/1.1 503 Service Unavailable\r\n",
+        504 => b"HTTP/1.1 504 Gateway Timeout\r\n",
         505 => b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
         _ => b"HTTP/1.1 500 Internal Server Error\r\n",
     }

@@ -437,8 +437,13 @@ pub enum ApplyError {
     /// shard's log failed with it. Whether it survives a crash is unknown.
     NotDurable(String),
     /// A cross-shard batch was committed (its intent is logged) but a part could not
-    /// be delivered to its shard; the next start completes it from the intent.
+    /// be delivered to its shard; the next start completes it from the intent (in
+    /// cluster mode: the part's owner, within seconds). 504: applied later.
     Incomplete(String),
+    /// Cluster mode: the write may or may not be applied (the replicated log did not
+    /// answer in time), or it is committed and applied later; 504. Never 503, which
+    /// says "not applied".
+    Unknown(String),
     /// Cluster mode: a message for the NATS servers would exceed their
     /// `max_payload`; not applied; 413.
     TooLarge(String),
@@ -956,6 +961,7 @@ pub fn describe(e: &ApplyError) -> String {
         | ApplyError::Failed(m)
         | ApplyError::NotDurable(m)
         | ApplyError::Incomplete(m)
+        | ApplyError::Unknown(m)
         | ApplyError::TooLarge(m) => m.clone(),
     }
 }
