@@ -81,11 +81,12 @@ fn assert_failed_then_recovers(mut srv: Server, tag: &str, written: &str) {
 }
 
 #[test]
-fn always_mode_answers_503_for_the_write_whose_sync_failed() {
+fn always_mode_answers_500_for_the_write_whose_sync_failed() {
     let srv = Server::start_with(&[("FLUX_SYNC", "always"), ("FLUX_FAILPOINT", "sync-fails:0")]);
     let id = ids_on(0, "always", 1).remove(0);
     let r = srv.post("/api/events", &event(&id, r#"{"v":1}"#));
-    assert_eq!(r.status, 503, "{}", r.text());
+    // Applied, durability unknown: not 503 ("not applied").
+    assert_eq!(r.status, 500, "{}", r.text());
     assert!(
         r.text().contains("could not be made durable"),
         "{}",
@@ -108,7 +109,7 @@ fn interval_mode_fails_the_shard_on_its_background_sync() {
 }
 
 #[test]
-fn the_sync_header_in_interval_mode_is_refused_when_its_sync_fails() {
+fn the_sync_header_in_interval_mode_answers_500_when_its_sync_fails() {
     // A long interval: the header's own sync is the first one.
     let srv = Server::start_with(&[
         ("FLUX_SYNC", "interval:60000"),
@@ -116,7 +117,8 @@ fn the_sync_header_in_interval_mode_is_refused_when_its_sync_fails() {
     ]);
     let id = ids_on(0, "hdr", 1).remove(0);
     let r = post_durable(&srv, &event(&id, r#"{"v":1}"#));
-    assert_eq!(r.status, 503, "{}", r.text());
+    // Applied, durability unknown: not 503 ("not applied").
+    assert_eq!(r.status, 500, "{}", r.text());
     assert!(
         r.text().contains("could not be made durable"),
         "{}",
@@ -126,14 +128,15 @@ fn the_sync_header_in_interval_mode_is_refused_when_its_sync_fails() {
 }
 
 #[test]
-fn none_mode_with_the_sync_header_is_refused_when_its_sync_fails() {
+fn none_mode_with_the_sync_header_answers_500_when_its_sync_fails() {
     let srv = Server::start_with(&[("FLUX_SYNC", "none"), ("FLUX_FAILPOINT", "sync-fails:0")]);
     let id = ids_on(0, "none", 1).remove(0);
     // Without the header nothing syncs: the write is acknowledged.
     srv.post_ok(&event(&id, r#"{"v":1}"#));
     assert_eq!(srv.get("/health").status, 200);
     let r = post_durable(&srv, &event(&id, r#"{"v":2}"#));
-    assert_eq!(r.status, 503, "{}", r.text());
+    // Applied, durability unknown: not 503 ("not applied").
+    assert_eq!(r.status, 500, "{}", r.text());
     assert_failed_then_recovers(srv, "none", &id);
 }
 

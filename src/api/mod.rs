@@ -283,7 +283,8 @@ pub fn apply_failed(out: &mut Vec<u8>, req: &Request<'_>, e: &ApplyError) {
                  failed and refuses writes until restarted, and whether this write survives \
                  the restart is unknown"
             );
-            respond::error(out, 503, req.persist, b"", &msg);
+            // Applied: not 503, which tells a client "not applied".
+            respond::error(out, 500, req.persist, b"", &msg);
         }
         // Committed or maybe applied: not 503, which tells a client "not applied".
         ApplyError::Incomplete(msg) | ApplyError::Unknown(msg) => {
