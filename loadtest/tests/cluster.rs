@@ -1095,7 +1095,7 @@ fn a_restarted_node_restores_its_groups_from_its_own_log() {
             cmd.env(k, v);
         }
     }
-    let child = cmd.spawn().expect("flux");
+    let mut child = cmd.spawn().expect("flux");
     c.nodes[1].pid = child.id() as i32;
     std::fs::write(c.path().join("flux-2.pid"), format!("{}\n", child.id())).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1140,4 +1140,7 @@ fn a_restarted_node_restores_its_groups_from_its_own_log() {
         assert_eq!(s, 200, "{b}");
         assert_eq!(entity(ports[2], id).unwrap()["properties"]["v"], 3);
     }
+    // `down` stops the restarted node by its pid file; it is our child: reap it.
+    drop(c);
+    let _ = child.wait();
 }
