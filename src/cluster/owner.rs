@@ -714,23 +714,44 @@ async fn take_snapshot(shard: &Shard, cluster: &Cluster, group: &Group) -> Resul
     let (tx, rx) = oneshot::channel();
     cluster.bridge().send(Cmd::TxnFirst { reply: tx }).await?;
     let first = rx.await.unwrap_or_else(|_| Err("bridge stopped".into()))?;
-    let (bytes, seq) = {
-        // Under the group's turn: the store and `applied` agree.
-        let _turn = group
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| "closed".to_string())?;
-        if group.state() != State::Serving {
-            return Ok(());
+    if group.state() != State::Serving {
+        return Ok(());
+    }
+    // Fuzzy (see `snapshot::Encoder`): the sequence and intents of now, the entities
+    // a slice at a time while the shard goes on serving, this group's writes too.
+    group.txns.borrow_mut().retain(|t| *t >= first);
+    let txns: Vec<u64> = group.txns.borrow().iter().copied().collect();
+    let seq = group.applied();
+    let started = std::time::Instant::now();
+    let mut longest = Duration::ZERO;
+    let mut enc = super::snapshot::Encoder::new(
+        group.id,
+        cluster.groups,
+        seq,
+        &txns,
+        shard.store.borrow().len() / cluster.groups.max(1) * cluster.shards,
+    );
+    let mut after = None;
+    // Bound: each turn moves `after` on by up to SNAPSHOT_SLICE entities.
+    loop {
+        let t = std::time::Instant::now();
+        let done = enc.feed(&shard.store.borrow(), &mut after, SNAPSHOT_SLICE);
+        longest = longest.max(t.elapsed());
+        if done {
+            break;
         }
-        group.txns.borrow_mut().retain(|t| *t >= first);
-        let txns: Vec<u64> = group.txns.borrow().iter().copied().collect();
-        let seq = group.applied();
-        let bytes =
-            super::snapshot::encode(&shard.store.borrow(), group.id, cluster.groups, seq, &txns);
-        (bytes, seq)
-    };
+        futures_lite::future::yield_now().await;
+        if group.state() != State::Serving {
+            return Ok(()); // released meanwhile: its entities are gone
+        }
+    }
+    let bytes = enc.finish();
+    eprintln!(
+        "flux: cluster: group {} snapshot encoded in {} ms, the longest slice {} µs",
+        group.id,
+        started.elapsed().as_millis(),
+        longest.as_micros()
+    );
     let len = bytes.len();
     let (tx, rx) = oneshot::channel();
     cluster
@@ -786,6 +807,10 @@ pub async fn fanout_ticks(shard: Rc<Shard>) {
         }
     }
 }
+
+/// Entities of the shard's store a group snapshot visits per turn of the event loop
+/// (a few ms; see `take_snapshot`).
+const SNAPSHOT_SLICE: usize = 2048;
 
 /// A shard's inbox from the bridge.
 pub async fn inbox(shard: Rc<Shard>, mut rx: mpsc::Receiver<ShardCmd>) {

@@ -19,36 +19,90 @@ use crate::state::{Entity, Props, Store};
 
 const MAGIC: &[u8; 8] = b"FLUXGS1\n";
 
-/// Encodes group `g`'s entities of `store` (entities of other groups skipped).
+/// Encodes group `g`'s entities of `store` (entities of other groups skipped), in one
+/// go (see [`Encoder`] for the incremental form the owner uses).
 pub fn encode(store: &Store, g: u16, groups: usize, seq: u64, txns: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + store.len() / groups.max(1) * 96);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&(txns.len() as u32).to_le_bytes());
-    for t in txns {
-        out.extend_from_slice(&t.to_le_bytes());
-    }
-    let count_at = out.len();
-    out.extend_from_slice(&0u64.to_le_bytes());
-    let mut n = 0u64;
-    for (id, e) in store.range(b"", None) {
-        if super::group_of(id, groups) != g {
-            continue;
+    let mut enc = Encoder::new(g, groups, seq, txns, store.len() / groups.max(1));
+    let mut after = None;
+    while !enc.feed(store, &mut after, usize::MAX) {}
+    enc.finish()
+}
+
+/// A group snapshot encoded a slice of the store at a time, so that the shard serves
+/// between slices. The store may change between them: the snapshot is then *fuzzy*
+/// (each entity as it was when its slice was encoded, at or after `seq`), which is
+/// exact after the stream from `seq + 1` is replayed over it, for the reason a shard
+/// snapshot is (`log::snapshot`): replaying a suffix of an entity's events over a
+/// state that already holds a prefix of that suffix gives the final state.
+pub struct Encoder {
+    out: Vec<u8>,
+    count_at: usize,
+    n: u64,
+    g: u16,
+    groups: usize,
+}
+
+impl Encoder {
+    /// Starts a snapshot of group `g` reflecting at least stream sequence `seq`, with
+    /// the intents `txns`; `entities` sizes the buffer.
+    pub fn new(g: u16, groups: usize, seq: u64, txns: &[u64], entities: usize) -> Self {
+        let mut out = Vec::with_capacity(64 + entities * 96);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&(txns.len() as u32).to_le_bytes());
+        for t in txns {
+            out.extend_from_slice(&t.to_le_bytes());
         }
-        out.extend_from_slice(&(id.len() as u16).to_le_bytes());
-        out.extend_from_slice(id);
-        out.extend_from_slice(&e.last_updated_ms.to_le_bytes());
-        let len_at = out.len();
-        out.extend_from_slice(&0u32.to_le_bytes());
-        e.props.write_flat(&mut out);
-        let len = (out.len() - len_at - 4) as u32;
-        out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
-        n += 1;
+        let count_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        Encoder {
+            out,
+            count_at,
+            n: 0,
+            g,
+            groups,
+        }
     }
-    out[count_at..count_at + 8].copy_from_slice(&n.to_le_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+
+    /// Encodes the group's entities among the next `visit` entities of `store` after
+    /// the id `after` (then moved on); returns whether the store's end was reached.
+    pub fn feed(&mut self, store: &Store, after: &mut Option<Vec<u8>>, visit: usize) -> bool {
+        let mut seen = 0;
+        let mut last: Option<&[u8]> = None;
+        for (id, e) in store.range(b"", after.as_deref()) {
+            if seen == visit {
+                break;
+            }
+            seen += 1;
+            last = Some(id);
+            if super::group_of(id, self.groups) != self.g {
+                continue;
+            }
+            let out = &mut self.out;
+            out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+            out.extend_from_slice(id);
+            out.extend_from_slice(&e.last_updated_ms.to_le_bytes());
+            let len_at = out.len();
+            out.extend_from_slice(&0u32.to_le_bytes());
+            e.props.write_flat(out);
+            let len = (out.len() - len_at - 4) as u32;
+            out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+            self.n += 1;
+        }
+        if let Some(id) = last {
+            *after = Some(id.to_vec());
+        }
+        seen < visit
+    }
+
+    /// The snapshot's bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        let at = self.count_at;
+        self.out[at..at + 8].copy_from_slice(&self.n.to_le_bytes());
+        let crc = crc32fast::hash(&self.out);
+        self.out.extend_from_slice(&crc.to_le_bytes());
+        self.out
+    }
 }
 
 /// The stream sequence a snapshot reflects, from its header alone (not checked: `load`
@@ -210,5 +264,68 @@ mod tests {
         // as group 1.
         let b = encode(&s, 0, groups, 1, &[]);
         assert!(load(&b, 1, groups, &mut Store::default()).is_err());
+    }
+
+    fn flat(s: &Store, groups: usize, g: u16) -> Vec<(Vec<u8>, u64, Vec<u8>)> {
+        s.range(b"", None)
+            .filter(|(id, _)| super::super::group_of(id, groups) == g)
+            .map(|(id, e)| {
+                let mut p = Vec::new();
+                e.props.write_flat(&mut p);
+                (id.to_vec(), e.last_updated_ms, p)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fuzzy_snapshot_with_the_changes_after_it_replayed_is_exact() {
+        let groups = 4;
+        for g in 0..groups as u16 {
+            let mut s = store_with(500);
+            let mut enc = Encoder::new(g, groups, 42, &[], 0);
+            let mut after = None;
+            // Writes between slices (each a whole entity, as a write that sets every
+            // key): updates, creations and deletions, some behind the cursor and
+            // some ahead of it; then replayed over the loaded snapshot in order.
+            let mut changes: Vec<(Vec<u8>, Option<Entity>)> = Vec::new();
+            let mut turn = 0u64;
+            while !enc.feed(&s, &mut after, 37) {
+                turn += 1;
+                for k in [turn * 7 % 500, turn * 13 % 500 + 1000] {
+                    let id = format!("e{k}").into_bytes();
+                    let e = store_with(1).get(b"e0").unwrap().clone();
+                    let e = Entity {
+                        last_updated_ms: 5000 + turn,
+                        ..e
+                    };
+                    s.insert(&id, e.clone());
+                    changes.push((id, Some(e)));
+                }
+                let gone = format!("e{}", turn * 11 % 500).into_bytes();
+                s.remove_where(|id| id == gone.as_slice());
+                changes.push((gone, None));
+            }
+            assert!(turn > 10, "the store was read in slices");
+            let b = enc.finish();
+            let mut t = Store::default();
+            load(&b, g, groups, &mut t).unwrap();
+            for (id, e) in changes {
+                if super::super::group_of(&id, groups) != g {
+                    continue;
+                }
+                match e {
+                    Some(e) => t.insert(&id, e),
+                    None => {
+                        t.remove_where(|x| x == id.as_slice());
+                    }
+                }
+            }
+            assert_eq!(flat(&t, groups, g), flat(&s, groups, g), "group {g}");
+            // Read in one go, unchanged, it is what `encode` writes.
+            let mut enc = Encoder::new(g, groups, 42, &[1], 0);
+            let mut after = None;
+            while !enc.feed(&s, &mut after, 5) {}
+            assert_eq!(enc.finish(), encode(&s, g, groups, 42, &[1]));
+        }
     }
 }
