@@ -40,7 +40,10 @@ cat >"$WORK/want" <<'EOF'
 EOF
 sort -o "$WORK/want" "$WORK/want"
 diff -u "$WORK/want" "$WORK/files" || fail "file list differs (- expected, + packaged)"
-dpkg-deb -c "$DEB" | awk '{print $2}' | sort -u | grep -qx root/root || fail "files not owned by root"
+# (Pipes into `grep -q` are avoided under pipefail: grep exits at its first match and
+# the writer before it may fail with SIGPIPE, which fails the pipeline.)
+owners=$(dpkg-deb -c "$DEB" | awk '{print $2}' | sort -u)
+grep -qx root/root <<<"$owners" || fail "files not owned by root"
 
 mkdir "$WORK/ctl" "$WORK/root"
 dpkg-deb -e "$DEB" "$WORK/ctl"
@@ -56,7 +59,8 @@ R=$WORK/root
 cmp -s "$R/lib/systemd/system/flux.service" deploy/flux.service || fail "the unit differs from deploy/flux.service"
 cmp -s "$R/etc/default/flux" deploy/flux.env || fail "/etc/default/flux differs from deploy/flux.env"
 for b in flux flux-loadtest; do
-  if readelf -S "$R/usr/bin/$b" | grep -q '\.debug_info'; then fail "$b is not stripped"; fi
+  sections=$(readelf -S "$R/usr/bin/$b")
+  if grep -q '\.debug_info' <<<"$sections"; then fail "$b is not stripped"; fi
   "$R/usr/bin/$b" --help >/dev/null || fail "$b --help"
 done
 # Every setting of README's table is in the environment file.
@@ -75,10 +79,12 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 SERVER=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null || { cat "$WORK/log" >&2; fail "the packaged server did not start"; }
-curl -fsS "http://127.0.0.1:$PORT/" | grep -q '<title>Flux console</title>' || fail "no console at /"
+page=$(curl -fsS "http://127.0.0.1:$PORT/") || fail "GET /"
+grep -q '<title>Flux console</title>' <<<"$page" || fail "no console at /"
 curl -fsS -XPOST "http://127.0.0.1:$PORT/api/events" \
   -d '{"stream":"s","source":"deb","payload":{"entity_id":"deb-1","properties":{"ok":true}}}' >/dev/null || fail "POST /api/events"
-curl -fsS "http://127.0.0.1:$PORT/api/state/entities/deb-1" | grep -q '"ok":true' || fail "GET the entity"
+got=$(curl -fsS "http://127.0.0.1:$PORT/api/state/entities/deb-1") || fail "GET the entity"
+grep -q '"ok":true' <<<"$got" || fail "the entity has not got its property"
 kill -TERM "$SERVER"; wait "$SERVER" || fail "the packaged server did not exit cleanly on SIGTERM"
 SERVER=
 echo "deb: $(basename "$DEB") ($(du -k "$DEB" | cut -f1) KiB) checked"
