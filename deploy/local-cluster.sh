@@ -101,13 +101,15 @@ up)
             curl -fsS -o /dev/null "$url/health" 2>/dev/null || ok=0
         done
         if [ $ok = 1 ]; then
-            # Every group served by some node, and every node knows every owner
-            # (a node learns the others' leases within a lease/3).
+            # Every group served by some node, and every node knows every owner at
+            # its current URL (a node learns the others' leases within a lease/3;
+            # after a restart on new ports, a lease still names the old URL until its
+            # owner takes it back).
             served=0
             unknown=0
             for i in 1 2 3; do
                 set -- $(curl -fsS "$(cat "$dir/flux-$i.url")/api/cluster" 2>/dev/null |
-                    python3 -c 'import json,sys; g=json.load(sys.stdin)["groups"]; print(sum(1 for x in g if x["servedHere"]), sum(1 for x in g if not x["node"]))' 2>/dev/null || echo 0 1)
+                    python3 -c 'import json,sys; g=json.load(sys.stdin)["groups"]; u=sys.argv[1].split(); print(sum(1 for x in g if x["servedHere"]), sum(1 for x in g if not x["node"] or x.get("url") not in u))' "$(cat "$dir"/flux-*.url)" 2>/dev/null || echo 0 1)
                 served=$((served + $1))
                 unknown=$((unknown + $2))
             done

@@ -534,28 +534,21 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
     let started = std::time::Instant::now();
     let _turn = group.lock.acquire_permit(1).await;
     // What this node's own log rebuilt of the group at start-up, if it is of this
-    // stream (not one deleted and made anew).
-    let parked = super::chain::unpark(&shard, g);
-    let created = cluster.stream_created(g);
-    let usable = parked.as_ref().is_some_and(|p| p.chain.created == created);
-    let have = if usable {
-        parked.as_ref().map_or(0, |p| p.chain.seq)
-    } else {
-        0
-    };
-    if parked.is_some() && !usable {
-        super::chain::note_drop(&shard, g);
-    }
-    let loaded = load_snapshot(&shard, &cluster, &group, have).await;
-    if group.state() == State::Gone {
-        // Released while the snapshot was asked for: the parked state goes too.
-        if parked.is_some() && usable {
+    // stream (not one deleted and made anew). Whenever the parked state is not used,
+    // the log notes it dropped.
+    let parked = match super::chain::unpark(&shard, g) {
+        Some(p) if p.chain.created == cluster.stream_created(g) => Some(p),
+        Some(_) => {
             super::chain::note_drop(&shard, g);
+            None
         }
-        return;
-    }
+        None => None,
+    };
+    let have = parked.as_ref().map_or(0, |p| p.chain.seq);
+    let loaded = load_snapshot(&shard, &cluster, &group, have).await;
+    let released = group.state() == State::Gone;
     match parked {
-        Some(p) if usable && !loaded => {
+        Some(p) if !loaded && !released => {
             let n = p.store.len();
             shard.store.borrow_mut().absorb(p.store);
             group.applied.set(p.chain.seq);
@@ -568,8 +561,11 @@ pub async fn acquire(shard: Rc<Shard>, g: u16) {
                 p.chain.seq
             );
         }
-        Some(_) if usable => super::chain::note_drop(&shard, g),
-        _ => {}
+        Some(_) => super::chain::note_drop(&shard, g),
+        None => {}
+    }
+    if released {
+        return; // released while the snapshot was asked for
     }
     // Bound: each turn either serves, stops (released meanwhile), or waits 500 ms;
     // the lease loop releases the group if it cannot be renewed.
